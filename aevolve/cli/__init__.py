@@ -1,0 +1,79 @@
+"""The command line: a thin face over the Python API.
+
+Commands live in small modules and are imported only when run (or listed by
+--help), so start-up stays instant. Every error becomes an exit code here,
+in one place (see aevolve/errors.py for the table).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# command name -> "module:function"; each module imports only click at the top.
+COMMANDS = {
+    "init": "aevolve.cli.state_cmds:init_cmd",
+    "validate": "aevolve.cli.state_cmds:validate_cmd",
+    "status": "aevolve.cli.state_cmds:status_cmd",
+    "observe": "aevolve.cli.propose_cmds:observe_cmd",
+    "observations": "aevolve.cli.propose_cmds:observations_cmd",
+    "propose": "aevolve.cli.propose_cmds:propose_cmd",
+    "gate": "aevolve.cli.gate_cmds:gate_cmd",
+    "promote": "aevolve.cli.promote_cmds:promote_cmd",
+    "demo": "aevolve.cli.demo_cmd:demo_cmd",
+    "hooks": "aevolve.cli.hooks_cmds:hooks_cmd",
+    "hook": "aevolve.cli.hooks_cmds:hook_cmd",
+    "merge-jsonl": "aevolve.cli.hooks_cmds:merge_jsonl_cmd",
+    "diff": "aevolve.cli.review_cmds:diff_cmd",
+    "review": "aevolve.cli.review_cmds:review_cmd",
+    "log": "aevolve.cli.review_cmds:log_cmd",
+    "rollback": "aevolve.cli.review_cmds:rollback_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "repo_path", default=".", metavar="PATH", help="Run as if started in PATH (like git -C).")
+@click.version_option(package_name="aevolve")
+@click.pass_context
+def cli(ctx: click.Context, repo_path: str) -> None:
+    """aevolve: put a self-evolving agent's state under git and gate every change.
+
+    The loop: observe -> propose -> gate -> promote. `aevolve demo` shows it offline.
+    """
+    ctx.obj = {"repo_path": repo_path}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..errors import AevolveError
+
+    try:
+        code = cli.main(args=argv, prog_name="aevolve", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aevolve: interrupted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except AevolveError as exc:
+        click.echo(f"aevolve: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("aevolve: interrupted", err=True)
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,133 @@
+"""The commit message of an evolution: a subject, three sections and trailers.
+
+    evolve(<layer>): <title>
+
+    Diagnosis:
+    ...
+    Change:
+    ...
+    Expected effect:
+    ...
+
+    Aevolve-Proposal: p-...
+    Aevolve-Evidence: obs-1, obs-2
+    Aevolve-Evolver: rules
+    Aevolve-Base: <sha>
+
+The trailers parse with `git interpret-trailers --parse`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+SECTIONS = ("Diagnosis", "Change", "Expected effect")
+TRAILER_PREFIX = "Aevolve-"
+_SUBJECT = re.compile(r"^evolve\((?P<layer>[^)]+)\):\s*(?P<title>.+)$")
+_TRAILER = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9-]*):\s?(?P<value>.*)$")
+
+
+@dataclass
+class Rationale:
+    title: str
+    layer: str
+    diagnosis: str
+    change: str
+    expected_effect: str
+    evidence: list[str] = field(default_factory=list)
+    proposal_id: str = ""
+    evolver: str = ""
+    base: str = ""
+    extra_trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        return f"evolve({self.layer}): {self.title}"
+
+    def message(self) -> str:
+        body = [self.subject, ""]
+        for name, text in zip(SECTIONS, (self.diagnosis, self.change, self.expected_effect)):
+            body += [f"{name}:", _no_trailer_lookalikes(text.strip()), ""]
+        trailers = {
+            "Aevolve-Proposal": self.proposal_id,
+            "Aevolve-Evidence": ", ".join(self.evidence) or "none",
+            "Aevolve-Evolver": self.evolver,
+            "Aevolve-Base": self.base,
+            **self.extra_trailers,
+        }
+        body += [f"{k}: {_one_line(v)}" for k, v in trailers.items() if v]
+        return "\n".join(body) + "\n"
+
+
+def _one_line(value: str) -> str:
+    return " ".join(str(value).split())
+
+
+def _no_trailer_lookalikes(text: str) -> str:
+    # A section line such as "Aevolve-Base: x" would be read as a trailer; indent it.
+    return "\n".join(
+        (" " + line) if _TRAILER.match(line) and line.startswith(TRAILER_PREFIX) else line
+        for line in text.splitlines()
+    )
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """The trailers of the message's last paragraph (what git would parse)."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", message.strip()) if p.strip()]
+    if len(paragraphs) < 2:
+        return {}
+    out: dict[str, str] = {}
+    for line in paragraphs[-1].splitlines():
+        match = _TRAILER.match(line)
+        if not match:
+            return {}
+        out[match["key"]] = match["value"].strip()
+    return out
+
+
+def sections(message: str) -> dict[str, str]:
+    """The named sections ("Diagnosis:" ...) of a message body, stripped."""
+    out: dict[str, str] = {}
+    current = None
+    lines: list[str] = []
+    for line in message.splitlines()[1:]:
+        head = line.rstrip()
+        if head.endswith(":") and head[:-1] in (*SECTIONS, "Evidence"):
+            if current:
+                out[current] = "\n".join(lines).strip()
+            current, lines = head[:-1], []
+        elif current is not None:
+            lines.append(line)
+    if current:
+        out[current] = "\n".join(lines).strip()
+    trailers = parse_trailers(message)
+    if trailers and current and out.get(current):
+        # the trailer block ends the last section
+        kept = [l for l in out[current].splitlines() if not (_TRAILER.match(l) and l.split(":")[0] in trailers)]
+        out[current] = "\n".join(kept).strip()
+    return out
+
+
+def parse(message: str) -> Rationale | None:
+    """The Rationale of an aevolve commit message, or None for other commits."""
+    trailers = parse_trailers(message)
+    if "Aevolve-Proposal" not in trailers:
+        return None
+    subject = message.splitlines()[0] if message else ""
+    match = _SUBJECT.match(subject)
+    found = sections(message)
+    evidence = [e.strip() for e in trailers.get("Aevolve-Evidence", "").split(",") if e.strip() and e.strip() != "none"]
+    return Rationale(
+        title=match["title"] if match else subject,
+        layer=match["layer"] if match else "",
+        diagnosis=found.get("Diagnosis", ""),
+        change=found.get("Change", ""),
+        expected_effect=found.get("Expected effect", ""),
+        evidence=evidence,
+        proposal_id=trailers.get("Aevolve-Proposal", ""),
+        evolver=trailers.get("Aevolve-Evolver", ""),
+        base=trailers.get("Aevolve-Base", ""),
+        extra_trailers={k: v for k, v in trailers.items() if k.startswith(TRAILER_PREFIX)
+                        and k not in ("Aevolve-Proposal", "Aevolve-Evidence", "Aevolve-Evolver", "Aevolve-Base")},
+    )
