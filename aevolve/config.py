@@ -65,8 +65,11 @@ def merge(defaults: dict, override: dict) -> dict:
     """Deep-merge `override` onto a copy of `defaults` (unknown keys are kept)."""
     out = copy.deepcopy(defaults)
     for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+        if isinstance(out.get(key), dict):
+            # a section of the wrong shape (`gate: 5`) keeps its defaults, so every
+            # consumer can rely on the shape; validation reports the bad value
+            if isinstance(value, dict):
+                out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out

@@ -177,19 +177,25 @@ class Repo:
                 builder.insert(name, child, TREE)
         return builder.write()
 
-    def signature(self) -> pygit2.Signature:
-        """The user's git identity, or a neutral one where git has none configured."""
-        try:
-            return self.git.default_signature
-        except (KeyError, pygit2.GitError):
-            name = os.environ.get("GIT_AUTHOR_NAME", "aevolve")
-            email = os.environ.get("GIT_AUTHOR_EMAIL", "aevolve@localhost")
-            return pygit2.Signature(name, email)
+    def signature(self, role: str = "author") -> pygit2.Signature:
+        """The identity git would use: GIT_AUTHOR_* / GIT_COMMITTER_* first (libgit2
+        ignores them), then user.name/user.email, then a neutral one."""
+        prefix = "GIT_COMMITTER" if role == "committer" else "GIT_AUTHOR"
+        name, email = os.environ.get(f"{prefix}_NAME"), os.environ.get(f"{prefix}_EMAIL")
+        if not (name and email):
+            try:
+                default = self.git.default_signature
+                name, email = name or default.name, email or default.email
+            except (KeyError, pygit2.GitError):
+                name, email = name or "aevolve", email or "aevolve@localhost"
+        return pygit2.Signature(name, email)
 
     def commit(self, tree: pygit2.Oid, parents: list, message: str) -> pygit2.Oid:
         """Write a commit object; no ref moves (use create_ref / update_ref)."""
-        sig = self.signature()
-        return self.git.create_commit(None, sig, sig, message, tree, [pygit2.Oid(hex=str(p)) for p in parents])
+        return self.git.create_commit(
+            None, self.signature("author"), self.signature("committer"), message, tree,
+            [pygit2.Oid(hex=str(p)) for p in parents],
+        )
 
     # -- refs ----------------------------------------------------------------
     def create_ref(self, name: str, target: str | pygit2.Oid) -> None:
@@ -198,6 +204,8 @@ class Repo:
             self.git.references.create(name, pygit2.Oid(hex=str(target)), force=False)
         except pygit2.AlreadyExistsError:
             raise RefMoved(f"{name} already exists") from None
+        except (pygit2.GitError, OSError) as exc:  # another process holds the ref's lock file
+            raise RefMoved(f"could not create {name}: {exc}") from None
 
     def update_ref(self, name: str, new: str | pygit2.Oid, old: str | None) -> None:
         """Compare-and-swap: move `name` from `old` to `new` (old=None: create).
@@ -212,8 +220,9 @@ class Repo:
         if ref is None or str(ref.target) != str(old):
             raise RefMoved(f"{name} moved (expected {str(old)[:12]})")
         try:
+            # libgit2 re-checks the old value under the ref's lock file (a CAS)
             ref.set_target(pygit2.Oid(hex=str(new)), f"aevolve: update {name}")
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:  # lost the race, or the lock is held
             raise RefMoved(f"{name} moved while updating it ({exc})") from None
 
     def delete_ref(self, name: str, old: str) -> None:

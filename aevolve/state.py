@@ -57,7 +57,7 @@ def decode(data: bytes, path: str) -> str:
     if b"\0" in data[:8192]:
         raise FileError(path, "binary file where text is expected")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM is not content
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise FileError(path, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})", line) from None
@@ -67,11 +67,25 @@ def load_yaml(text: str, path: str, line_offset: int = 0):
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 + line_offset if mark else None
-        raise FileError(path, f"malformed YAML: {exc.problem or exc.context}", line) from None
+        raise FileError(path, *_yaml_problem(exc, text, line_offset)) from None
     except yaml.YAMLError as exc:
         raise FileError(path, f"malformed YAML: {exc}") from None
+
+
+def _yaml_problem(exc, text: str, line_offset: int) -> tuple[str, int | None]:
+    """Message and line of a YAML error; a problem found past the end of the text
+    (an unclosed quote or bracket) is placed where the unclosed thing starts."""
+    problem, context = exc.problem or exc.context or "cannot parse", exc.context
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    last = max(1, len(text.splitlines()))
+    ctx_line = exc.context_mark.line + 1 if exc.context_mark and context else None
+    message = f"malformed YAML: {problem}"
+    if ctx_line and ctx_line != line:
+        message += f" ({context} on line {ctx_line + line_offset})"
+    if line is not None and line > last:
+        line = ctx_line or last
+    return message, (line + line_offset if line is not None else None)
 
 
 def yaml_line(text: str, pointer: str, line_offset: int = 0) -> int | None:
@@ -111,6 +125,8 @@ def parse_skill(text: str, path: str) -> SkillDoc:
     """Split a SKILL.md into front matter and Markdown body."""
     match = _FRONT.match(text)
     if not match:
+        if re.match(r"\A---[ \t]*\r?\n", text):
+            raise FileError(path, "front matter is not closed: expected a line '---' after the name and description", 1)
         raise FileError(path, "no YAML front matter: a SKILL.md starts with '---', the name and description, and '---'", 1)
     meta = load_yaml(match.group(1), path, line_offset=1)
     if not isinstance(meta, dict):
@@ -214,9 +230,14 @@ class State:
             return cls._from_worktree(repo, root)
         files = {}
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git")
-            for name in filenames:
+            dirnames.sort()
+            # a symlink to a folder is one entry to git (a link), not a folder to enter
+            linked = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            dirnames[:] = [d for d in dirnames if d != ".git" and d not in linked]
+            for name in filenames + linked:
                 full = Path(dirpath) / name
+                if not (full.is_symlink() or full.is_file()):
+                    continue  # sockets, FIFOs: git does not track them either
                 rel = full.relative_to(root).as_posix()
                 files[rel] = _hash_file(full, rel, pygit2)
         return cls(files, lambda f: _read_file(root / f.path), str(root))
@@ -301,7 +322,9 @@ class State:
         return [r for _, r in read_jsonl(self.text(path), path)] if path in self.files else []
 
     def case_files(self) -> list[str]:
-        pattern = self.config()["gate"]["cases"]
+        pattern = self.config()["gate"].get("cases")
+        if not isinstance(pattern, str) or not pattern:
+            pattern = config_mod.DEFAULTS["gate"]["cases"]  # the bad value is a validation error
         return sorted(p for p in self.files if glob_match(p, pattern))
 
 

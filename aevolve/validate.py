@@ -27,6 +27,8 @@ from .state import (
 )
 
 ERROR, WARNING = "error", "warning"
+LINK = 0o120000
+STATE_FOLDERS = ("prompts", "skills", "tools", "memory", "evals")
 
 
 @dataclass(frozen=True)
@@ -237,13 +239,15 @@ def validate(state: State, repo=None, use_cache: bool = True) -> Report:
     try:
         for path in sorted(state.files):
             kind = kind_of(path, case_files)
+            entry = state.files[path]
+            if entry.mode == LINK and (kind is not None or path.split("/", 1)[0] in STATE_FOLDERS):
+                # git stores only the link's target path; the state would live outside the repo
+                report.files_checked += 1
+                report.problems.append(Problem(path, "symbolic link where a state file belongs (store the file itself)"))
+                continue
             if kind is None:
                 continue
-            entry = state.files[path]
             report.files_checked += 1
-            if entry.mode == 0o120000:
-                report.problems.append(Problem(path, "symbolic link where a state file belongs"))
-                continue
             key = cache.key(kind, entry.oid) if cache else ""
             found = cache.get(path, key) if cache else None
             if found is None:

@@ -34,7 +34,7 @@ def init_cmd(path: str, as_json: bool) -> None:
 
 def state_for(ctx: click.Context, target: str | None, staged: bool):
     """The State named on the command line: a ref, the index, or a folder."""
-    from ..errors import NotARepository, UsageError
+    from ..errors import NotARepository, RefNotFound, UsageError
     from ..repo import MAIN, Repo
     from ..state import State
 
@@ -57,7 +57,10 @@ def state_for(ctx: click.Context, target: str | None, staged: bool):
             repo = None
         return State.from_folder(folder, repo), repo
     repo = open_repo(ctx)
-    return State.from_tree(repo, target), repo
+    try:
+        return State.from_tree(repo, target), repo
+    except RefNotFound:
+        raise UsageError(f"{target!r} is neither a folder nor a revision of {repo.workdir or repo.git_dir}") from None
 
 
 @click.command("validate")

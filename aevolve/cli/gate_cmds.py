@@ -1,0 +1,101 @@
+"""`aevolve gate`: run the regression suite on a candidate and decide (exit 0 / 100)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .common import echo_json, json_option, open_repo
+
+
+def _parse_shard(value: str | None):
+    if value is None:
+        return None
+    from ..errors import UsageError
+
+    k, sep, n = value.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not (1 <= int(k) <= int(n)):
+        raise UsageError(f"--shard {value!r}: expected K/N with 1 <= K <= N, e.g. --shard 2/4")
+    return int(k), int(n)
+
+
+def _load_reports(paths: tuple[str, ...]) -> list[dict]:
+    from ..errors import InvalidInput
+
+    out = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                out.append(json.load(fh))
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read shard report ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}:{exc.lineno}: not a JSON gate report ({exc.msg})") from None
+    return out
+
+
+@click.command("gate")
+@click.argument("args", nargs=-1, metavar="[BRANCH] | --collect REPORT...")
+@click.option("--base", default="main", show_default=True, help="The baseline the candidate must not regress from.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Case runs in parallel (default: gate.jobs).")
+@click.option("--shard", metavar="K/N", default=None, help="Run only slice K of N; writes a partial report (no note).")
+@click.option("--collect", is_flag=True, help="Merge shard reports (the ARGS) into one decision and note it.")
+@click.option("--no-cache", is_flag=True, help="Run every case again, ignoring cached results.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the JSON report to FILE (shards: the file to collect later).")
+@click.option("--promote", is_flag=True, help="If accepted, fast-forward main to the candidate.")
+@json_option
+@click.pass_context
+def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promote, as_json) -> int:
+    """Gate BRANCH (default: HEAD) against --base: exit 0 accepted, 100 rejected.
+
+    Runs every case of the baseline's evals/ on both commits (cached by
+    content), checks the candidate statically, decides by the baseline's
+    aevolve.yaml policy and stores the report as a git note on the candidate.
+    """
+    from ..errors import UsageError
+    from ..gate import collect as collect_reports
+    from ..gate import gate as run_gate
+
+    shard_spec = _parse_shard(shard)
+    repo = open_repo(ctx)
+    if collect:
+        if not args:
+            raise UsageError("--collect needs the shard report files: aevolve gate --collect r1.json r2.json ...")
+        if shard_spec:
+            raise UsageError("--collect merges shards; it cannot also run one (--shard)")
+        report = collect_reports(repo, _load_reports(args))
+    else:
+        if len(args) > 1:
+            raise UsageError(f"one BRANCH at a time (got {len(args)}); to merge shard reports use --collect")
+        if promote and shard_spec:
+            raise UsageError("a shard cannot promote: collect the shards first")
+        progress = sys.stderr.isatty() and not as_json
+        report = run_gate(repo, args[0] if args else "HEAD", base=base, jobs=jobs, shard=shard_spec,
+                          use_cache=not no_cache, progress=progress)
+    data = report.to_dict()
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+    promoted = None
+    if promote and report.accepted:
+        from ..gate.promote import promote as do_promote
+
+        promoted = do_promote(repo, report.candidate)
+    if as_json:
+        if promoted is not None:
+            data = {**data, "promoted": {"old": str(promoted.old), "new": str(promoted.new),
+                                         "rebased": bool(promoted.rebased)}}
+        echo_json(data)
+    else:
+        click.echo(report.render(fmt))
+        if promoted is not None:
+            click.echo(f"promoted: main {str(promoted.old)[:12]} -> {str(promoted.new)[:12]}"
+                       + (" (rebased onto the moved main and gated again)" if promoted.rebased else ""))
+    if report.decision == "reject":
+        return 100
+    return 0

@@ -1,0 +1,143 @@
+"""Start the agent runner for one case run, under a timeout that kills its whole group.
+
+The contract (docs/gate.md): argv from the baseline's `gate.runner`, never a
+shell string; cwd and AEVOLVE_STATE_DIR = the read-only materialized tree of the
+evaluated commit; AEVOLVE_CASE_ID and AEVOLVE_REPEAT set; the case input as JSON
+on stdin; stdout is plain text or JSON {"output", "cost"?, "steps"?}. A non-zero
+exit or a timeout is an *error*, never an assertion failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+
+from .cases import content_hash
+
+STDERR_TAIL = 2000
+RUNNER_PROTOCOL = 1  # bump when the contract changes: invalidates cached runs
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    argv: tuple[str, ...]
+    timeout: float
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> RunnerConfig:
+        from ..errors import AevolveError
+
+        argv = cfg["gate"].get("runner")
+        if not argv:
+            raise AevolveError(
+                "no runner configured: set gate.runner in aevolve.yaml on the baseline, "
+                'e.g. runner: ["python", "agent/run_case.py"]'
+            )
+        if isinstance(argv, str) or not all(isinstance(a, str) for a in argv):
+            raise AevolveError("gate.runner must be a list of strings (an argv), never a shell string")
+        return cls(tuple(argv), float(cfg["gate"].get("timeout") or 60))
+
+    @property
+    def hash(self) -> str:
+        return content_hash({"argv": list(self.argv), "timeout": self.timeout, "protocol": RUNNER_PROTOCOL})
+
+
+@dataclass
+class RunResult:
+    status: str  # "ok" or "error"
+    output: str = ""
+    cost: float | None = None
+    steps: list | None = None
+    latency_ms: float = 0.0
+    exit_code: int | None = None
+    error: str = ""  # why the run is an error (timeout, exit status, cannot start)
+    stderr: str = ""  # tail
+    cached: bool = field(default=False, compare=False)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("cached")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict, cached: bool = False) -> RunResult:
+        known = {k: data.get(k) for k in ("status", "output", "cost", "steps", "latency_ms", "exit_code", "error", "stderr")}
+        known = {k: v for k, v in known.items() if v is not None}
+        return cls(**known, cached=cached)
+
+
+def parse_stdout(text: str) -> tuple[str, float | None, list | None]:
+    """(output, cost, steps) from a runner's stdout: JSON with "output", else the text."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and "output" in data:
+            output = data["output"]
+            if not isinstance(output, str):
+                output = json.dumps(output, ensure_ascii=False)
+            cost = data.get("cost")
+            cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+            steps = data.get("steps") if isinstance(data.get("steps"), list) else None
+            return output, cost, steps
+    return text.rstrip("\n"), None, None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_once(config: RunnerConfig, state_dir, case_id: str, case_input, repeat: int = 0) -> RunResult:
+    """One run of the runner on one case; never raises for the runner's own failures."""
+    env = {
+        **os.environ,
+        "AEVOLVE_STATE_DIR": str(state_dir),
+        "AEVOLVE_CASE_ID": case_id,
+        "AEVOLVE_REPEAT": str(repeat),
+    }
+    stdin = json.dumps(case_input, ensure_ascii=False).encode()
+    start = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            list(config.argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=str(state_dir), env=env, start_new_session=True,  # its own process group, killed as one
+        )
+    except OSError as exc:
+        return RunResult("error", error=f"cannot start runner {config.argv[0]!r}: {exc.strerror or exc}")
+    try:
+        out, err = proc.communicate(stdin, timeout=config.timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a child escaped the group and holds the pipes
+            out, err = b"", b""
+        latency = (time.perf_counter() - start) * 1000
+        return RunResult("error", latency_ms=latency, exit_code=proc.returncode,
+                         error=f"timed out after {config.timeout:g}s (runner and its children killed)",
+                         stderr=_tail(err), output=out.decode(errors="replace")[-STDERR_TAIL:])
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc)
+            proc.wait()
+    latency = (time.perf_counter() - start) * 1000
+    _kill_group(proc)  # background children left behind must not outlive the run
+    if proc.returncode != 0:
+        return RunResult("error", latency_ms=latency, exit_code=proc.returncode,
+                         error=f"runner exited with status {proc.returncode}", stderr=_tail(err))
+    output, cost, steps = parse_stdout(out.decode("utf-8", errors="replace"))
+    return RunResult("ok", output=output, cost=cost, steps=steps, latency_ms=latency,
+                     exit_code=0, stderr=_tail(err))
+
+
+def _tail(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")[-STDERR_TAIL:]

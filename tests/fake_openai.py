@@ -1,0 +1,142 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 that replays scripted answers.
+
+Only the model's intelligence is fake: the client under test is the real
+`openai` package talking real HTTP. Each request to POST /v1/chat/completions
+(or /chat/completions) takes the next scripted step from the queue and the
+server records the request body it got.
+
+    with FakeOpenAI() as server:
+        server.answer_json({...})                       # 200 with that JSON as the message content
+        server.answer("not json")                       # 200 with raw content
+        server.error(429, headers={"Retry-After": "0"}) # an HTTP error
+        server.answer_json({...}, delay=2.0)            # answer late (client timeouts)
+        ... base_url=server.base_url ...
+        server.requests                                 # [{"path", "headers" (lower-case names), "body"}, ...]
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Step:
+    status: int = 200
+    content: str | None = None  # the assistant message content (status 200)
+    body: dict | None = None  # a raw JSON body, replacing the generated one
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering
+    usage: dict | None = None
+    finish_reason: str = "stop"
+
+
+class FakeOpenAI:
+    def __init__(self, model: str = "fake-model"):
+        self.model = model
+        self.steps: deque[Step] = deque()
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting ------------------------------------------------------------------
+    def answer(self, content: str, *, usage: dict | None = None, delay: float = 0.0,
+               finish_reason: str = "stop") -> FakeOpenAI:
+        self.steps.append(Step(content=content, delay=delay, finish_reason=finish_reason,
+                               usage=usage or {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}))
+        return self
+
+    def answer_json(self, data, **kwargs) -> FakeOpenAI:
+        return self.answer(json.dumps(data), **kwargs)
+
+    def error(self, status: int, message: str = "scripted error", *, headers: dict | None = None,
+              delay: float = 0.0) -> FakeOpenAI:
+        body = {"error": {"message": message, "type": "fake_error", "code": status}}
+        self.steps.append(Step(status=status, body=body, headers=headers or {}, delay=delay))
+        return self
+
+    @property
+    def bodies(self) -> list[dict]:
+        return [r["body"] for r in self.requests]
+
+    # -- lifecycle ------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    body = {"_unparsed": raw.decode("utf-8", "replace")}
+                if self.path not in ("/v1/chat/completions", "/chat/completions"):
+                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                with fake._lock:
+                    fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                    step = fake.steps.popleft() if fake.steps else None
+                if step is None:
+                    # not retryable, so a test that under-scripts fails loudly
+                    return self._send(400, {"error": {"message": "fake server: no scripted response left"}})
+                if step.delay and fake._stop.wait(step.delay):
+                    return
+                if step.status != 200 or step.body is not None:
+                    return self._send(step.status, step.body or {}, step.headers)
+                self._send(200, {
+                    "id": f"chatcmpl-fake-{len(fake.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", fake.model),
+                    "choices": [{"index": 0, "finish_reason": step.finish_reason,
+                                 "message": {"role": "assistant", "content": step.content}}],
+                    "usage": step.usage,
+                }, step.headers)
+
+            def _send(self, status, payload, headers=None):
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test): nothing to answer
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,129 @@
+"""The runner contract with real processes: state dir, stdin, timeouts, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+from aevolve.gate import gate
+from aevolve.gate.materialize import materialize, trees_dir
+from aevolve.gate.runner import RunnerConfig, parse_stdout, run_once
+from gate_support import GateRepo, cases_yaml
+
+PROBE = """\
+import json, os, sys
+data = json.load(sys.stdin)
+print(json.dumps({"output": {"cwd": os.getcwd(), "state": os.environ["AEVOLVE_STATE_DIR"],
+                             "case": os.environ["AEVOLVE_CASE_ID"], "input": data,
+                             "writable": os.access(os.environ["AEVOLVE_STATE_DIR"], os.W_OK),
+                             "prompt": open("prompts/system.md").read()},
+                  "cost": 0.5, "steps": ["a"]}))
+"""
+
+
+def test_runner_gets_the_materialized_tree_its_case_and_input(tmp_path, state_repo):
+    from aevolve.repo import Repo
+
+    repo = Repo.open(state_repo)
+    root = materialize(repo, str(repo.tree("main").id))
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    result = run_once(RunnerConfig((sys.executable, str(probe)), 20), root, "case-1", {"q": "é"})
+    assert result.status == "ok" and result.cost == 0.5 and result.steps == ["a"]
+    seen = json.loads(result.output)
+    assert seen["cwd"] == str(root) == seen["state"]
+    assert Path(seen["state"]).resolve() != state_repo.resolve()
+    assert seen["case"] == "case-1" and seen["input"] == {"q": "é"}
+    assert os.stat(seen["state"]).st_mode & 0o222 == 0  # read-only (mode bits: root ignores them)
+    assert seen["prompt"] == (state_repo / "prompts/system.md").read_text()
+    assert result.latency_ms > 0
+
+
+def test_plain_text_and_json_stdout():
+    assert parse_stdout("hello\n") == ("hello", None, None)
+    assert parse_stdout('{"output": "hi", "cost": 2}') == ("hi", 2.0, None)
+    assert parse_stdout('{"answer": 1}') == ('{"answer": 1}', None, None)  # JSON without "output" is text
+    assert parse_stdout('{"output": {"a": 1}}')[0] == '{"a": 1}'
+
+
+def test_materialized_tree_is_read_only_and_shared(state_repo):
+    from aevolve.repo import Repo
+
+    repo = Repo.open(state_repo)
+    tree = str(repo.tree("main").id)
+    roots = []
+    threads = [threading.Thread(target=lambda: roots.append(materialize(repo, tree))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(roots)) == 1 and roots[0] == trees_dir(repo) / tree
+    assert [p.name for p in trees_dir(repo).iterdir()] == [tree]  # losers cleaned up their temp copies
+    assert (roots[0] / "memory/episodic.jsonl").read_bytes() == (state_repo / "memory/episodic.jsonl").read_bytes()
+    assert os.stat(roots[0] / "prompts").st_mode & 0o222 == 0
+    assert os.stat(roots[0] / "prompts/system.md").st_mode & 0o222 == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    except FileNotFoundError:
+        return False
+
+
+def test_hanging_runner_is_killed_with_its_child_and_is_an_error(tmp_path):
+    g = GateRepo(tmp_path, {"a": "right", "h": "right"}, cases_yaml("a", "h"), timeout=1.5)
+    g.answers_branch("evolve/hang", a="right", h="HANG")
+    report = gate(g.repo, "evolve/hang")
+    child = int(Path(str(g.log) + ".child").read_text())
+    assert not _alive(child)
+    entry = next(c for c in report.cases if c["id"] == "h")
+    assert entry["verdict"] == "error" and entry["regressed"] is True
+    assert report.decision == "reject"
+    [error] = report.errors
+    assert error["case"] == "h" and error["side"] == "candidate" and "timed out after 1.5s" in error["error"]
+    assert report.timings["total_s"] < 15
+
+
+def test_crashing_runner_is_an_error_with_its_stderr_not_a_failure(tmp_path):
+    g = GateRepo(tmp_path, {"a": "right", "c": "right"}, cases_yaml("a", "c"))
+    g.answers_branch("evolve/crash", a="right", c="CRASH")
+    report = gate(g.repo, "evolve/crash")
+    entry = next(c for c in report.cases if c["id"] == "c")
+    assert entry["verdict"] == "error" and entry["candidate"]["errors"] == 1
+    assert entry["candidate"]["failures"] == ["runner error: runner exited with status 3"]
+    [error] = report.errors
+    assert error["exit_code"] == 3 and "agent blew up" in error["stderr"]
+    assert "1 by runner errors" in report.reasons[0]
+    assert "Runner errors (not assertion failures):" in report.render_text()
+
+
+def test_runner_that_cannot_start_is_an_error(tmp_path, state_repo):
+    from aevolve.repo import Repo
+
+    repo = Repo.open(state_repo)
+    root = materialize(repo, str(repo.tree("main").id))
+    result = run_once(RunnerConfig((str(tmp_path / "missing-program"),), 5), root, "x", {})
+    assert result.status == "error" and "cannot start runner" in result.error
+
+
+def test_flaky_runner_with_repeats_neither_blocks_nor_admits(tmp_path):
+    g = GateRepo(tmp_path, {"a": "right", "b": "wrong"}, cases_yaml("a", "b"), repeats=5,
+                 policy="min_improvement: 0.1")
+    # a now fails one run in five (flaky) while b is really fixed: accepted
+    fixed = g.answers_branch("evolve/fixed", a="FLAKY:2", b="right")
+    report = gate(g.repo, fixed)
+    by_id = {c["id"]: c for c in report.cases}
+    assert by_id["a"]["candidate"]["passes"] == 4 and by_id["a"]["verdict"] == "pass"
+    assert by_id["b"]["verdict"] == "improvement" and by_id["b"]["p_value"] < 0.05
+    assert report.decision == "accept"
+    # b passes one run in five (a lucky run): the aggregate gain is noise, not an improvement
+    lucky = g.answers_branch("evolve/lucky", a="right", b="LUCKY:3")
+    report = gate(g.repo, lucky)
+    by_id = {c["id"]: c for c in report.cases}
+    assert by_id["b"]["candidate"]["passes"] == 1 and by_id["b"]["verdict"] == "fail"
+    assert report.decision == "reject" and "no case improved significantly" in report.reasons[0]

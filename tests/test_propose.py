@@ -1,0 +1,223 @@
+"""propose(): snapshot -> evolver -> policy -> one commit on a new evolve/* branch."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+from conftest import git, run_cli
+
+import aevolve
+from aevolve.errors import EvolverFailed, PolicyRefused
+from aevolve.evolvers.base import Edit, Proposal
+from aevolve.notes import write_gate_report
+from aevolve.propose import commit_proposal, propose
+from aevolve.repo import Repo
+
+SKILL = "---\nname: greet\ndescription: Greet the user by name.\n---\n\n# Greet\nSay hello.\n"
+
+
+class Scripted:
+    """An Evolver written by a test: returns a fixed proposal and records its context."""
+
+    name = "scripted/v1"
+
+    def __init__(self, proposal):
+        self.proposal, self.seen = proposal, None
+
+    def propose(self, ctx):
+        self.seen = ctx
+        return self.proposal
+
+
+def make(*edits, **fields):
+    base = dict(title="add greeting skill", diagnosis="Users are never greeted (obs-1).",
+                change="Adds skills/greet.", expected_effect="Greets users.", evidence=["obs-1"])
+    base.update(fields)
+    return Proposal(edits=list(edits) or [Edit("write", "skills/greet/SKILL.md", content=SKILL)], **base)
+
+
+def snapshot(root):
+    return (git(root, "status", "--porcelain"), (root / ".git" / "index").read_bytes(),
+            git(root, "symbolic-ref", "HEAD"), git(root, "rev-parse", "main"))
+
+
+def branches(root):
+    return git(root, "for-each-ref", "--format=%(refname)", "refs/heads/evolve/").split()
+
+
+def test_propose_creates_one_commit_on_a_new_branch_and_leaves_the_checkout_alone(state_repo):
+    (state_repo / "prompts" / "system.md").write_text("uncommitted work\n")
+    git(state_repo, "add", "prompts/system.md")
+    (state_repo / "scratch.txt").write_text("untracked\n")
+    before = snapshot(state_repo)
+    result = aevolve.propose(str(state_repo), evolver=Scripted(make()))
+    assert snapshot(state_repo) == before
+    assert re.fullmatch(r"evolve/\d{8}-add-greeting-skill-[0-9a-z]{8}", result.branch)
+    assert git(state_repo, "rev-parse", result.branch) == result.commit
+    assert git(state_repo, "rev-parse", f"{result.commit}^") == git(state_repo, "rev-parse", "main")
+    assert git(state_repo, "show", f"{result.branch}:skills/greet/SKILL.md") == SKILL.strip()
+    assert git(state_repo, "diff", "--name-only", "main", result.branch) == "skills/greet/SKILL.md"
+
+
+def test_the_message_has_sections_and_trailers_git_can_parse(state_repo):
+    result = propose(state_repo, evolver=Scripted(make()))
+    message = git(state_repo, "log", "-1", "--format=%B", result.commit)
+    assert message.startswith("evolve(skills): add greeting skill\n\nDiagnosis:\nUsers are never greeted")
+    assert "\nChange:\n" in message and "\nExpected effect:\n" in message
+    parsed = subprocess.run(["git", "interpret-trailers", "--parse"], input=message, capture_output=True,
+                            text=True, check=True).stdout
+    trailers = dict(line.split(": ", 1) for line in parsed.splitlines())
+    assert trailers["Aevolve-Proposal"] == result.rationale.proposal_id
+    assert re.fullmatch(r"p-[0-9a-z]{8}", trailers["Aevolve-Proposal"])
+    assert result.branch.endswith(trailers["Aevolve-Proposal"][2:])
+    assert trailers["Aevolve-Evidence"] == "obs-1"
+    assert trailers["Aevolve-Evolver"] == "scripted/v1"
+    assert trailers["Aevolve-Base"] == git(state_repo, "rev-parse", "main")
+
+
+def test_subject_layer_is_the_proposal_layer_or_the_single_layer_or_state(state_repo):
+    both = make(Edit("write", "skills/greet/SKILL.md", content=SKILL), Edit("write", "prompts/extra.md", content="x\n"))
+    assert propose(state_repo, evolver=Scripted(both)).message.startswith("evolve(state): ")
+    named = make(Edit("write", "prompts/extra2.md", content="y\n"), layer="prompts")
+    assert propose(state_repo, evolver=Scripted(named)).message.startswith("evolve(prompts): ")
+
+
+def test_dry_run_writes_no_ref_and_no_object(state_repo):
+    refs = git(state_repo, "for-each-ref")
+    objects = git(state_repo, "count-objects", "-v")
+    result = propose(state_repo, evolver=Scripted(make()), dry_run=True)
+    assert result.dry_run and result.commit is None and "Aevolve-Proposal:" in result.message
+    assert git(state_repo, "for-each-ref") == refs
+    assert git(state_repo, "count-objects", "-v") == objects
+
+
+def test_policy_refusal_creates_no_branch(state_repo):
+    hostile = make(Edit("write", "evals/basic.yaml", content="[]\n"), Edit("write", "../x", content="x"))
+    with pytest.raises(PolicyRefused) as info:
+        propose(state_repo, evolver=Scripted(hostile))
+    assert len(info.value.violations) == 2
+    assert branches(state_repo) == []
+
+
+def test_a_proposal_breaking_the_schema_is_an_evolver_failure(state_repo):
+    with pytest.raises(EvolverFailed, match="/title"):
+        propose(state_repo, evolver=Scripted(make(title="x\ny")))
+    assert branches(state_repo) == []
+
+
+def test_an_evolver_that_crashes_is_an_evolver_failure(state_repo):
+    class Crashing:
+        name = "crash"
+
+        def propose(self, ctx):
+            raise RuntimeError("model exploded")
+
+    with pytest.raises(EvolverFailed, match="model exploded"):
+        propose(state_repo, evolver=Crashing())
+
+
+def test_append_jsonl_keeps_existing_bytes_and_adds_a_missing_newline(state_repo):
+    (state_repo / "memory" / "raw.jsonl").write_bytes(b'{"id":"a",  "content":"spacing kept"}')
+    git(state_repo, "add", ".")
+    git(state_repo, "commit", "-qm", "raw")
+    result = propose(state_repo, evolver=Scripted(make(Edit("append-jsonl", "memory/raw.jsonl", records=[{"id": "b"}]))))
+    data = subprocess.run(["git", "show", f"{result.commit}:memory/raw.jsonl"], cwd=state_repo,
+                          capture_output=True, check=True).stdout
+    assert data == b'{"id":"a",  "content":"spacing kept"}\n{"id": "b"}\n'
+
+
+def test_a_proposal_that_changes_nothing_is_nothing_to_do(state_repo):
+    same = make(Edit("write", "prompts/system.md", content="You are a helpful support agent.\nAnswer briefly.\n"))
+    result = propose(state_repo, evolver=Scripted(same))
+    assert result.nothing_to_do and "change nothing" in result.reason and branches(state_repo) == []
+
+
+def test_the_same_change_twice_is_nothing_to_do(state_repo):
+    first = propose(state_repo, evolver=Scripted(make()))
+    second = propose(state_repo, evolver=Scripted(make()))
+    assert second.nothing_to_do and first.branch in second.reason
+
+
+def test_commit_proposal_is_the_lower_level_entry_for_any_evolver(state_repo):
+    repo = Repo.open(state_repo)
+    result = commit_proposal(repo, "main", make(), "external/dspy")
+    assert result.rationale.evolver == "external/dspy" and git(state_repo, "rev-parse", result.branch) == result.commit
+
+
+def test_the_evolver_sees_the_base_state_observations_and_rejected_history(state_repo, tmp_path):
+    obs = {"id": "obs-1", "task": "t", "output": "o", "feedback": {"success": False}, "ts": "2025-01-01T00:00:00Z"}
+    (tmp_path / "o.jsonl").write_text(json.dumps(obs) + "\n")
+    aevolve.observe(state_repo, [tmp_path / "o.jsonl"])
+    rejected = propose(state_repo, evolver=Scripted(make()))
+    write_gate_report(Repo.open(state_repo), {"candidate": rejected.commit, "decision": "reject",
+                                              "reasons": ["refund-window regressed"]})
+    scripted = Scripted(make(Edit("write", "prompts/extra.md", content="x\n")))
+    propose(state_repo, evolver=scripted, seed=7, focus="prompts")
+    ctx = scripted.seen
+    assert ctx.base == git(state_repo, "rev-parse", "main") and "prompts/system.md" in ctx.state.files
+    assert [o["id"] for o in ctx.observations] == ["obs-1"]
+    assert [h["branch"] for h in ctx.history] == [rejected.branch]
+    assert ctx.history[0]["reasons"] == ["refund-window regressed"] and ctx.history[0]["title"] == "add greeting skill"
+    assert (ctx.seed, ctx.focus) == (7, "prompts")
+
+
+def test_cli_json_prints_branch_commit_proposal_rationale_message(state_repo, tmp_path):
+    edits = tmp_path / "edits.yaml"
+    edits.write_text("- op: write\n  path: prompts/extra.md\n  content: be kind\n")
+    proc = run_cli("propose", "--evolver", "patch", "--edits", edits, "--title", "add kindness",
+                   "--diagnosis", "rude", "--change", "adds prompt", "--expected-effect", "kinder", "--json",
+                   cwd=state_repo)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert {"branch", "commit", "proposal", "rationale", "message"} <= set(doc)
+    assert doc["proposal"]["edits"] == [{"op": "write", "path": "prompts/extra.md", "content": "be kind"}]
+    assert git(state_repo, "rev-parse", doc["branch"]) == doc["commit"]
+
+
+def test_cli_refusal_exits_4_and_names_each_rule(state_repo, tmp_path):
+    edits = tmp_path / "edits.json"
+    edits.write_text(json.dumps([{"op": "write", "path": "evals/basic.yaml", "content": "[]"},
+                                 {"op": "write", "path": "skills/x/.git/config", "content": "x"}]))
+    proc = run_cli("propose", "--edits", edits, "--title", "cheat", "--diagnosis", "d", "--change", "c",
+                   "--expected-effect", "e", cwd=state_repo)
+    assert proc.returncode == 4
+    assert "evals/basic.yaml: protected path" in proc.stderr and "'.git' may not appear" in proc.stderr
+    assert branches(state_repo) == []
+
+
+def test_cli_nothing_to_propose_exits_0_with_the_reason(state_repo):
+    proc = run_cli("propose", cwd=state_repo)
+    assert proc.returncode == 0 and proc.stdout.startswith("nothing to propose: ")
+    doc = json.loads(run_cli("propose", "--json", cwd=state_repo).stdout)
+    assert doc["nothing_to_do"] is True and doc["branch"] is None
+
+
+def test_cli_dry_run_prints_the_message_and_edit_summary(state_repo, tmp_path):
+    edits = tmp_path / "e.yaml"
+    edits.write_text("- {op: write, path: prompts/extra.md, content: hi}\n")
+    proc = run_cli("propose", "--edits", edits, "--title", "say hi", "--diagnosis", "d", "--change", "c",
+                   "--expected-effect", "e", "--dry-run", cwd=state_repo)
+    assert proc.returncode == 0 and "dry run: would create evolve/" in proc.stdout
+    assert "evolve(prompts): say hi" in proc.stdout and "add     prompts/extra.md" in proc.stdout
+    assert branches(state_repo) == []
+
+
+def test_patch_flags_with_another_evolver_are_a_usage_error(state_repo):
+    proc = run_cli("propose", "--evolver", "rules", "--title", "x", cwd=state_repo)
+    assert proc.returncode == 2 and "--title only applies to the patch evolver" in proc.stderr
+
+
+def test_the_benchmark_smoke_run_prints_a_table():
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_propose.py"
+    proc = subprocess.run([sys.executable, str(script), "--small", "--skills", "50", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert "operation" in rows and "git" in rows and "aevolve" in rows and "propose()" in rows
+    assert "vs git" in proc.stdout and "1.00x" in proc.stdout

@@ -1,0 +1,136 @@
+"""`aevolve review BRANCH`: the pull-request body, on real repositories with notes."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import git
+
+from aevolve.evolvers.base import Edit, Proposal
+from aevolve.notes import write_gate_report
+from aevolve.observations import observe
+from aevolve.propose import commit_proposal
+from aevolve.repo import Repo
+from aevolve.review import build_review, review
+
+
+def propose(repo: Repo, evidence=(), edits=None, title="sharpen the system prompt") -> str:
+    proposal = Proposal(
+        title=title,
+        diagnosis="Answers ran long; 3 of 4 failed tasks exceeded the length limit.",
+        change="Rewrites prompts/system.md to ask for one sentence.",
+        expected_effect="Fixes the length failures; no effect on refunds.",
+        edits=edits or [Edit("write", "prompts/system.md", content="You are a support agent.\nAnswer in one sentence.\n")],
+        evidence=list(evidence),
+    )
+    result = commit_proposal(repo, "main", proposal, "rules")
+    return result.branch
+
+
+def case(cid, verdict, base_passes, cand_passes, regressed=False, failures=()):
+    return {"id": cid, "verdict": verdict, "regressed": regressed,
+            "baseline": {"runs": 1, "passes": base_passes, "errors": 0, "pass_rate": float(base_passes)},
+            "candidate": {"runs": 1, "passes": cand_passes, "errors": 0, "pass_rate": float(cand_passes),
+                          "failures": list(failures)}}
+
+
+def note(repo: Repo, commit: str, baseline: str, decision: str, cases: list[dict], reasons=("gate said so",)):
+    write_gate_report(repo, {
+        "version": 1, "candidate": commit, "baseline": baseline, "decision": decision, "reasons": list(reasons),
+        "cases": cases, "regressions": [c["id"] for c in cases if c.get("regressed")],
+        "improvements": [c["id"] for c in cases if c["verdict"] == "improvement"], "errors": [],
+        "summary": {"baseline_pass_rate": 0.5, "candidate_pass_rate": 0.75, "gain": 0.25},
+    })
+
+
+def test_review_shows_subject_rationale_and_the_semantic_diff(state_repo):
+    repo = Repo.open(state_repo)
+    branch = propose(repo)
+    md = review(repo, branch)
+    assert md.startswith("## evolve(prompts): sharpen the system prompt\n")
+    for heading in ("### Diagnosis", "### Change", "### Expected effect", "### Semantic diff"):
+        assert heading in md
+    assert "3 of 4 failed tasks exceeded the length limit." in md
+    assert "+Answer in one sentence." in md and "```diff" in md
+    assert md.index("### Diagnosis") < md.index("### Semantic diff") < md.index("### Gate results")
+
+
+def test_review_without_a_note_says_not_gated_yet(state_repo):
+    repo = Repo.open(state_repo)
+    branch = propose(repo)
+    assert f"**Not gated yet** — run `aevolve gate {branch}`." in review(repo, branch)
+
+
+def test_review_lists_regressions_first_then_improvements_errors_and_unchanged(state_repo):
+    repo = Repo.open(state_repo)
+    branch = propose(repo)
+    tip, main = git(state_repo, "rev-parse", branch), git(state_repo, "rev-parse", "main")
+    note(repo, tip, main, "reject", [
+        case("speedy", "improvement", 0, 1),
+        case("refund-window", "regression", 1, 0, regressed=True, failures=["expected to contain '30 days'"]),
+        case("greeting", "pass", 1, 1), case("shipping", "fail", 0, 0)],
+        reasons=["1 case(s) pass on the baseline but fail on the candidate: refund-window"])
+    md = review(repo, branch)
+    assert "❌ **rejected** — pass rate 50.0% → 75.0% (+25.0%) over 4 cases." in md
+    assert md.index("#### Regressions (1)") < md.index("#### Improvements (1)")
+    assert "- `refund-window`: baseline 1/1 pass, candidate 0/1 pass — expected to contain '30 days'" in md
+    assert "2 cases unchanged." in md
+    assert "stale" not in md
+
+
+def test_review_flags_a_note_gated_against_an_older_main(state_repo):
+    repo = Repo.open(state_repo)
+    branch = propose(repo)
+    old_main = git(state_repo, "rev-parse", "main")
+    note(repo, git(state_repo, "rev-parse", branch), old_main, "accept", [case("greeting", "pass", 1, 1)])
+    (state_repo / "prompts/extra.md").write_text("More.\n")
+    git(state_repo, "add", "-A")
+    git(state_repo, "commit", "-q", "-m", "main moves on")
+    new_main = git(state_repo, "rev-parse", "main")
+    md = review(repo, branch)
+    assert f"**stale:** gated against `{old_main[:12]}`, main is now `{new_main[:12]}`" in md
+    # the diff is taken from the merge base: main's later commit is not shown reversed
+    assert "prompts/extra.md" not in md
+
+
+def test_review_quotes_each_cited_observation_and_notes_missing_ones(state_repo, tmp_path):
+    repo = Repo.open(state_repo)
+    obs = [{"id": "obs-1", "task": "Can I return shoes after 40 days? " + "Please explain. " * 40,
+            "output": "Yes, of course.", "feedback": {"success": False, "expected": "30 days, then store credit"},
+            "ts": "2025-01-01T10:00:00Z"}]
+    (tmp_path / "obs.jsonl").write_text("".join(json.dumps(o) + "\n" for o in obs))
+    observe(repo, [tmp_path / "obs.jsonl"])
+    branch = propose(repo, evidence=["obs-1", "obs-404"])
+    md = review(repo, branch)
+    assert "### Evidence (2 observations)" in md
+    line = next(line for line in md.splitlines() if "`obs-1`" in line)
+    assert line.startswith("- ❌ `obs-1` **task:** Can I return shoes after 40 days?")
+    assert "**feedback:** {\"expected\": \"30 days, then store credit\"}" in line
+    assert len(line) < 600 and "…" in line  # shortened
+    assert "`obs-404` — _not found in refs/aevolve/observations_" in md
+
+
+def test_review_output_file_and_json(state_repo, cli, tmp_path):
+    repo = Repo.open(state_repo)
+    branch = propose(repo)
+    body = tmp_path / "body.md"
+    proc = cli("review", branch, "--output", body, cwd=state_repo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and body.read_text() == review(repo, branch)
+    data = json.loads(cli("review", branch, "--json", cwd=state_repo).stdout)
+    assert data["branch"] == branch and data["rationale"]["evolver"] == "rules"
+    assert data["gate"] == {"status": "absent"}
+    assert data["diff"]["files"][0]["path"] == "prompts/system.md"
+
+
+def test_review_of_a_plain_git_branch_shows_its_message(state_repo):
+    git(state_repo, "checkout", "-q", "-b", "feature")
+    (state_repo / "prompts/system.md").write_text("Hand edit.\n")
+    git(state_repo, "commit", "-q", "-am", "hand edit\n\nA person tuned the prompt.")
+    md = build_review(Repo.open(state_repo), "feature").markdown()
+    assert "_Not an aevolve proposal" in md and "A person tuned the prompt." in md
+
+
+def test_review_of_an_unknown_branch_is_a_clear_error(state_repo, cli):
+    proc = cli("review", "evolve/nope", cwd=state_repo)
+    assert proc.returncode == 1 and "unknown revision 'evolve/nope'" in proc.stderr
