@@ -80,8 +80,9 @@ def evaluate(state: State, proposal: Proposal, config: dict | None = None) -> Po
             return current[path]
         return state.read(path) if path in state.files else None
 
-    folders = {p.rsplit("/", 1)[0] for p in state.files if "/" in p}
-    folders = {f for p in folders for f in _prefixes(p)}
+    def is_base_folder(path: str) -> bool:
+        return path not in state.files and any(p.startswith(path + "/") for p in state.files)
+
     layers = set()
     for index, edit in enumerate(proposal.edits):
         path = edit.path
@@ -109,7 +110,7 @@ def evaluate(state: State, proposal: Proposal, config: dict | None = None) -> Po
             v.append(f"{path}: {parent_file[0]} is a file, not a folder")
             continue
         new_folders = {f for p, d in current.items() if d is not None for f in _prefixes(p)[:-1]}
-        if path in new_folders or (path in folders and path not in state.files):
+        if path in new_folders or is_base_folder(path):
             v.append(f"{path}: is a folder; edits name files")
             continue
         old = content_of(path)
@@ -202,7 +203,17 @@ def _validation_problems(state: State, changes: dict[str, bytes | None]) -> list
         if content is None or kind is None:
             continue
         out += [f"the result would not validate: {p}" for p in check_file(kind, path, content) if p.severity == "error"]
-    before = {str(p) for p in _check_layout(state) if p.severity == "error"}
-    out += [f"the result would not validate: {p}" for p in _check_layout(after)
+    # Layout rules, restricted to the skill folders the proposal touches (a 10,000-skill
+    # state need not be re-scanned); errors the base already had do not count.
+    folders = {"/".join(p.split("/")[:2]) + "/" for p in changes if p.startswith("skills/") and p.count("/") >= 2}
+    before = {str(p) for p in _check_layout(_subset(state, folders)) if p.severity == "error"}
+    out += [f"the result would not validate: {p}" for p in _check_layout(_subset(after, folders))
             if p.severity == "error" and str(p) not in before]
     return out
+
+
+def _subset(state: State, prefixes: set[str]) -> State:
+    from .state import MANIFEST_FILE
+
+    files = {p: f for p, f in state.files.items() if p == MANIFEST_FILE or any(p.startswith(x) for x in prefixes)}
+    return State(files, state._read, state.origin)

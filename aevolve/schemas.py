@@ -65,6 +65,74 @@ def check(name: str, instance) -> list[SchemaIssue]:
     return issues
 
 
+def check_fast(name: str, instance) -> list[SchemaIssue]:
+    """Same result as `check`, answered without jsonschema for the documents that
+    are validated by the thousand (skill front matter, memory lines) when they are
+    simple; anything unusual goes to jsonschema for its precise messages."""
+    quick = _QUICK.get(name)
+    found = quick(instance) if quick else None
+    return check(name, instance) if found is None else found
+
+
+def _quick_memory_entry(value) -> list[SchemaIssue] | None:
+    if not isinstance(value, dict):
+        return None
+    rid, content, tags = value.get("id", ""), value.get("content", ""), value.get("tags", [])
+    if "id" in value and not (isinstance(rid, str) and rid):
+        return None
+    if not isinstance(content, str) or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return None
+    return []
+
+
+@functools.cache
+def _flat_rules(name: str) -> tuple[dict, frozenset]:
+    """(string property -> (minLength, maxLength, compiled pattern)), required) from the
+    schema file itself, so the fast path can never drift from the schema."""
+    import re
+
+    spec = schema(name)
+    rules = {}
+    for key, prop in spec["properties"].items():
+        if prop.get("type") == "string":
+            pattern = prop.get("pattern")
+            rules[key] = (prop.get("minLength", 0), prop.get("maxLength"), re.compile(pattern) if pattern else None)
+        elif prop.get("type") == "object" and prop.get("additionalProperties") == {"type": "string"}:
+            rules[key] = "str-map"
+        else:
+            rules[key] = None  # not handled here: any value goes to jsonschema
+    return rules, frozenset(spec.get("required", ()))
+
+
+def _quick_skill_frontmatter(value) -> list[SchemaIssue] | None:
+    rules, required = _flat_rules("skill-frontmatter")
+    if not isinstance(value, dict) or not required <= value.keys():
+        return None
+    warnings = []
+    for key, item in value.items():
+        if not isinstance(key, str):
+            return None
+        if key not in rules:
+            warnings.append(SchemaIssue(pointer([key]), f"unknown key {key!r} (kept; not part of the schema)", "warning"))
+            continue
+        rule = rules[key]
+        if rule == "str-map":
+            if not isinstance(item, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in item.items()):
+                return None
+            continue
+        if rule is None or not isinstance(item, str):
+            return None
+        low, high, pattern = rule
+        # jsonschema applies `pattern` with re.search, as done here
+        if len(item) < low or (high is not None and len(item) > high) or (pattern and not pattern.search(item)):
+            return None
+    warnings.sort(key=lambda i: i.pointer)
+    return warnings
+
+
+_QUICK = {"memory-entry": _quick_memory_entry, "skill-frontmatter": _quick_skill_frontmatter}
+
+
 def errors(name: str, instance) -> list[SchemaIssue]:
     return [i for i in check(name, instance) if i.severity == "error"]
 
@@ -75,7 +143,7 @@ def _explain(err) -> list[SchemaIssue]:
         known = set(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in known]
         return [
-            SchemaIssue(f"{where}/{k}", f"unknown key {k!r} (kept; not part of the schema)", "warning")
+            SchemaIssue(where + pointer([k]), f"unknown key {k!r} (kept; not part of the schema)", "warning")
             for k in extra
         ]
     if err.validator in ("oneOf", "anyOf") and err.context:

@@ -122,7 +122,7 @@ def check_file(kind: str, path: str, data: bytes) -> list[Problem]:
 
 def _schema_problems(schema: str, value, path: str, text: str, line_offset: int = 0, prefix: str = "") -> list[Problem]:
     out = []
-    for issue in schemas.check(schema, value):
+    for issue in schemas.check_fast(schema, value):
         line = yaml_line(text, issue.pointer, line_offset) if text is not None else None
         out.append(Problem(path, issue.message, issue.severity, line, prefix + issue.pointer))
     return out
@@ -144,13 +144,13 @@ def _check_skill(path: str, text: str) -> list[Problem]:
 def _check_jsonl(path: str, text: str) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    validator = schemas.validator("memory-entry")
     for number, value in iter_jsonl(text):
         if isinstance(value, json.JSONDecodeError):
             problems.append(Problem(path, f"broken JSON: {value.msg} (column {value.colno})", line=number))
             continue
-        if not validator.is_valid(value):  # the fast path: most lines are valid
-            for issue in schemas.check("memory-entry", value):
+        issues = schemas.check_fast("memory-entry", value)  # no jsonschema for plain lines
+        if issues:
+            for issue in issues:
                 problems.append(Problem(path, issue.message, issue.severity, number, issue.pointer))
             continue
         rid = value.get("id")
@@ -216,6 +216,8 @@ class _Cache:
         row = self.rows.get(path)
         if row is None or row[0] != key:
             return None
+        if row[1] == "[]":
+            return []  # the common case, without a JSON parse
         return [Problem(**p) for p in json.loads(row[1])]
 
     def put(self, path: str, key: str, problems: list[Problem]) -> None:

@@ -127,3 +127,24 @@ def test_flaky_runner_with_repeats_neither_blocks_nor_admits(tmp_path):
     by_id = {c["id"]: c for c in report.cases}
     assert by_id["b"]["candidate"]["passes"] == 1 and by_id["b"]["verdict"] == "fail"
     assert report.decision == "reject" and "no case improved significantly" in report.reasons[0]
+
+
+def test_interrupted_gate_kills_running_runners_and_their_children(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    g = GateRepo(tmp_path, {"h": "right"}, cases_yaml("h"), timeout=120)
+    g.answers_branch("evolve/hang", h="HANG")
+    proc = subprocess.Popen([sys.executable, "-m", "aevolve", "gate", "evolve/hang"], cwd=g.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marker = Path(str(g.log) + ".child")
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err
+    time.sleep(0.2)
+    assert not _alive(child)

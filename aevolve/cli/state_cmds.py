@@ -82,9 +82,10 @@ def validate_cmd(ctx, target, staged, no_cache, as_json) -> int:
     if as_json:
         echo_json(report.to_dict())
     else:
-        for problem in report.errors + report.warnings:
-            color = "red" if problem.severity == "error" else "yellow"
-            click.echo(style(str(problem), fg=color), err=False)
+        lines = [style(str(p), fg="red" if p.severity == "error" else "yellow")
+                 for p in report.errors + report.warnings]
+        if lines:
+            click.echo("\n".join(lines))  # one write: a large state can have thousands
         verdict = style("valid", fg="green") if report.ok else style("invalid", fg="red")
         click.echo(
             f"{state.origin}: {verdict} — {report.files_checked} files checked, "

@@ -24,10 +24,13 @@ def memory(state):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 record = json.loads(line)
-                answer = record.get("answer") or record.get("content") or record.get("text")
-                if answer:
-                    # a lesson learned from a task is keyed by that task's words
-                    yield words(record.get("task") or record.get("question") or answer), str(answer)
+                content = str(record.get("content", ""))
+                fields = dict(p.split(": ", 1) for p in content.split(" | ") if ": " in p)
+                if "Task" in fields and "Correct answer" in fields:
+                    # a lesson learned from a failed task: keyed by that task's words
+                    yield words(fields["Task"]), fields["Correct answer"]
+                elif content:
+                    yield words(content), content
 
 
 def answer(question, state):

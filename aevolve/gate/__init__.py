@@ -86,7 +86,7 @@ def gate(repo, candidate: str, *, base: str = "main", jobs: int | None = None,
     from .decision import decide, judge_case, min_p_value
     from .materialize import materialize
     from .results_cache import ResultsCache
-    from .runner import RunnerConfig, run_once
+    from .runner import RunnerConfig, kill_all, run_once
 
     started = time.perf_counter()
     repo = _open(repo)
@@ -143,19 +143,25 @@ def gate(repo, candidate: str, *, base: str = "main", jobs: int | None = None,
             try:
                 with ThreadPoolExecutor(max_workers=jobs) as pool:
                     futures = [pool.submit(work, key, *where) for key, where in tasks.items()]
-                    for future in as_completed(futures):
-                        key, run, ok, reasons = future.result()
-                        graded[key] = (run, ok, reasons)
-                        if run.cached:
-                            cached_runs += 1
-                        else:
-                            started_runs += 1
-                            fresh.append((key, run))
-                        if bar:
-                            bar.update(1)
+                    try:
+                        for future in as_completed(futures):
+                            key, run, ok, reasons = future.result()
+                            graded[key] = (run, ok, reasons)
+                            if run.cached:
+                                cached_runs += 1
+                            else:
+                                started_runs += 1
+                                fresh.append((key, run))
+                            if bar:
+                                bar.update(1)
+                    except BaseException:  # Ctrl-C or a crash: stop queued runs, kill running ones
+                        for future in futures:
+                            future.cancel()
+                        kill_all()
+                        raise
             finally:
                 if bar:
-                    bar.render_finish()
+                    bar.__exit__(None, None, None)
             cache.put_many(fresh)
         finally:
             cache.close()

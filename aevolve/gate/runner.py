@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -89,6 +90,19 @@ def parse_stdout(text: str) -> tuple[str, float | None, list | None]:
     return text.rstrip("\n"), None, None
 
 
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def kill_all() -> None:
+    """Kill every runner still running (the gate was interrupted): they sit in their
+    own sessions, so a Ctrl-C on the terminal does not reach them."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        _kill_group(proc)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -113,6 +127,8 @@ def run_once(config: RunnerConfig, state_dir, case_id: str, case_input, repeat: 
         )
     except OSError as exc:
         return RunResult("error", error=f"cannot start runner {config.argv[0]!r}: {exc.strerror or exc}")
+    with _live_lock:
+        _live.add(proc)
     try:
         out, err = proc.communicate(stdin, timeout=config.timeout)
     except subprocess.TimeoutExpired:
@@ -129,6 +145,8 @@ def run_once(config: RunnerConfig, state_dir, case_id: str, case_input, repeat: 
         if proc.returncode is None:
             _kill_group(proc)
             proc.wait()
+        with _live_lock:
+            _live.discard(proc)
     latency = (time.perf_counter() - start) * 1000
     _kill_group(proc)  # background children left behind must not outlive the run
     if proc.returncode != 0:
