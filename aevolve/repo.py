@@ -17,8 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import pygit2
+from typing import TYPE_CHECKING
 
 from .errors import (
     GitCommandFailed,
@@ -28,15 +27,20 @@ from .errors import (
     RefNotFound,
 )
 
+if TYPE_CHECKING:
+    import pygit2
+
 MAIN = "refs/heads/main"
 NOTES_REF = "refs/notes/aevolve"
 OBSERVATIONS_REF = "refs/aevolve/observations"
 ZERO = "0" * 40
 
-BLOB = pygit2.enums.FileMode.BLOB
-BLOB_EXECUTABLE = pygit2.enums.FileMode.BLOB_EXECUTABLE
-TREE = pygit2.enums.FileMode.TREE
-LINK = pygit2.enums.FileMode.LINK
+# git file modes (equal to pygit2.enums.FileMode's members, which are IntEnums);
+# plain ints so that importing this module does not import pygit2 (~50 ms)
+BLOB = 0o100644
+BLOB_EXECUTABLE = 0o100755
+TREE = 0o040000
+LINK = 0o120000
 
 
 @dataclass(frozen=True)
@@ -49,14 +53,38 @@ class TreeFile:
 
 
 class Repo:
-    """A git repository (bare or not) that holds an agent's state."""
+    """A git repository (bare or not) that holds an agent's state.
 
-    def __init__(self, git: pygit2.Repository):
-        self.git = git
+    `git` is the pygit2 repository, opened on first use: commands that only need
+    the `git` command (validating a working tree) never pay for importing pygit2.
+    """
+
+    def __init__(self, git: pygit2.Repository | None = None, *, git_dir: str | os.PathLike | None = None,
+                 workdir: str | os.PathLike | None = None):
+        self._git = git
+        if git is not None:
+            self._git_dir = Path(git.path)
+            self._workdir = Path(git.workdir) if git.workdir else None
+        else:
+            self._git_dir = Path(git_dir)
+            self._workdir = Path(workdir) if workdir else None
+
+    @property
+    def git(self) -> pygit2.Repository:
+        if self._git is None:
+            import pygit2
+
+            self._git = pygit2.Repository(str(self._git_dir))
+        return self._git
 
     # -- opening -----------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike = ".") -> Repo:
+        fast = _discover_with_git(path)
+        if fast is not None:
+            return cls(git_dir=fast[0], workdir=fast[1])
+        import pygit2
+
         found = pygit2.discover_repository(str(path))
         if found is None:
             raise NotARepository(
@@ -67,11 +95,11 @@ class Repo:
 
     @property
     def git_dir(self) -> Path:
-        return Path(self.git.path)
+        return self._git_dir
 
     @property
     def workdir(self) -> Path | None:
-        return Path(self.git.workdir) if self.git.workdir else None
+        return self._workdir
 
     @property
     def aevolve_dir(self) -> Path:
@@ -83,6 +111,8 @@ class Repo:
     # -- reading -----------------------------------------------------------
     def resolve(self, rev: str) -> pygit2.Commit:
         """The commit `rev` names (a branch, tag, sha or any rev-parse expression)."""
+        import pygit2
+
         try:
             obj = self.git.revparse_single(rev)
             return obj.peel(pygit2.Commit)
@@ -103,6 +133,8 @@ class Repo:
         return str(ref.resolve().target)
 
     def tree(self, rev_or_oid: str | pygit2.Oid) -> pygit2.Tree:
+        import pygit2
+
         obj = self.git.get(rev_or_oid) if isinstance(rev_or_oid, pygit2.Oid) else None
         if obj is None and isinstance(rev_or_oid, str) and len(rev_or_oid) == 40:
             obj = self.git.get(rev_or_oid)
@@ -180,6 +212,8 @@ class Repo:
     def signature(self, role: str = "author") -> pygit2.Signature:
         """The identity git would use: GIT_AUTHOR_* / GIT_COMMITTER_* first (libgit2
         ignores them), then user.name/user.email, then a neutral one."""
+        import pygit2
+
         prefix = "GIT_COMMITTER" if role == "committer" else "GIT_AUTHOR"
         name, email = os.environ.get(f"{prefix}_NAME"), os.environ.get(f"{prefix}_EMAIL")
         if not (name and email):
@@ -192,6 +226,8 @@ class Repo:
 
     def commit(self, tree: pygit2.Oid, parents: list, message: str) -> pygit2.Oid:
         """Write a commit object; no ref moves (use create_ref / update_ref)."""
+        import pygit2
+
         return self.git.create_commit(
             None, self.signature("author"), self.signature("committer"), message, tree,
             [pygit2.Oid(hex=str(p)) for p in parents],
@@ -199,13 +235,19 @@ class Repo:
 
     # -- refs ----------------------------------------------------------------
     def create_ref(self, name: str, target: str | pygit2.Oid) -> None:
-        """Create `name`; fails with RefMoved if it already exists."""
-        try:
-            self.git.references.create(name, pygit2.Oid(hex=str(target)), force=False)
-        except pygit2.AlreadyExistsError:
-            raise RefMoved(f"{name} already exists") from None
-        except (pygit2.GitError, OSError) as exc:  # another process holds the ref's lock file
-            raise RefMoved(f"could not create {name}: {exc}") from None
+        """Create `name`; fails with RefMoved if it already exists.
+
+        Through `git update-ref NAME NEW 0000...`, which checks "does not exist"
+        under the ref's lock: libgit2 checks it before taking the lock, so two
+        processes creating the same ref could both succeed, the second silently
+        overwriting the first (measured: a lost note in an 8-process race).
+        """
+        proc = self.run_git(["update-ref", "-m", f"aevolve: create {name}", name, str(target), ZERO], check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.strip()
+            if any(s in err for s in ("already exists", "cannot lock", "unable to lock", "but expected")):
+                raise RefMoved(f"{name} already exists") from None
+            raise GitCommandFailed(f"could not create {name}: {err}")
 
     def update_ref(self, name: str, new: str | pygit2.Oid, old: str | None) -> None:
         """Compare-and-swap: move `name` from `old` to `new` (old=None: create).
@@ -213,6 +255,8 @@ class Repo:
         libgit2 checks the on-disk value against `old` under the ref lock, so a
         concurrent writer makes this fail instead of being overwritten.
         """
+        import pygit2
+
         if old is None or old == ZERO:
             self.create_ref(name, new)
             return
@@ -247,6 +291,8 @@ class Repo:
 
     def refs(self, prefix: str) -> dict[str, str]:
         """Every ref under `prefix` mapped to its target (hex)."""
+        import pygit2
+
         out = {}
         for name in self.git.references:
             if name.startswith(prefix):
@@ -339,6 +385,21 @@ class Repo:
             yield
         finally:
             os.close(fd)  # closing releases the flock, also when the process dies
+
+
+def _discover_with_git(path) -> tuple[str, str] | None:
+    """(git dir, work tree) of the non-bare repository around `path`, found by one
+    `git rev-parse`; None for anything unusual (bare, inside .git, not a repo), which
+    Repo.open then leaves to libgit2's discovery."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-toplevel"],
+                              cwd=str(path), capture_output=True, text=True)
+    except OSError:  # no such folder, or no git: libgit2 explains
+        return None
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or len(lines) != 3 or lines[1] != "false" or not lines[2]:
+        return None
+    return lines[0], lines[2]
 
 
 def short(oid: str | pygit2.Oid) -> str:

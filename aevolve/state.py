@@ -235,8 +235,6 @@ class State:
     def from_folder(cls, folder: str | os.PathLike, repo: Repo | None = None) -> State:
         """A folder's files. In a repository's work tree, git's index supplies the
         blob ids of unchanged files, so only changed files are read and hashed."""
-        import pygit2
-
         root = Path(folder).resolve()
         if repo is not None and repo.workdir is not None and root == repo.workdir.resolve():
             return cls._from_worktree(repo, root)
@@ -251,25 +249,31 @@ class State:
                 if not (full.is_symlink() or full.is_file()):
                     continue  # sockets, FIFOs: git does not track them either
                 rel = full.relative_to(root).as_posix()
-                files[rel] = _hash_file(full, rel, pygit2)
+                files[rel] = _hash_file(full, rel)
         return cls(files, lambda f: _read_file(root / f.path), str(root))
 
     @classmethod
     def _from_worktree(cls, repo: Repo, root: Path) -> State:
-        import pygit2
-
+        # what differs from the index: git's own status (threaded stat, ~2x faster than
+        # libgit2's here), run beside `ls-files`; --no-optional-locks: never rewrite
+        # the user's index
+        status = _start_git(repo, ["--no-optional-locks", "status", "--porcelain=v1", "-z",
+                                   "--untracked-files=all", "--no-renames", "--ignore-submodules=all"])
         files = _index_files(repo)
-        status = repo.git.status(untracked_files="all", ignored=False)
-        wt_changed = (
-            pygit2.enums.FileStatus.WT_NEW | pygit2.enums.FileStatus.WT_MODIFIED
-            | pygit2.enums.FileStatus.WT_TYPECHANGE | pygit2.enums.FileStatus.WT_RENAMED
-        )
-        for path, flags in status.items():
+        out, err = status.communicate()
+        if status.returncode != 0:
+            from .errors import GitCommandFailed
+
+            raise GitCommandFailed(f"git status failed: {err.decode(errors='replace').strip()}")
+        for record in out.split(b"\0"):
+            if len(record) < 4 or record[1:2] == b" " and record[:1] != b"?":
+                continue  # staged only: the worktree file equals the index entry
+            path = record[3:].decode("utf-8", "surrogateescape")
             full = root / path
-            if flags & pygit2.enums.FileStatus.WT_DELETED or not os.path.lexists(full):
+            if not os.path.lexists(full):
                 files.pop(path, None)
-            elif flags & wt_changed:
-                files[path] = _hash_file(full, path, pygit2)
+            elif full.is_symlink() or full.is_file():
+                files[path] = _hash_file(full, path)
         return cls(files, lambda f: _read_file(root / f.path), str(root))
 
     # -- reading ---------------------------------------------------------------------
@@ -338,6 +342,13 @@ class State:
         return sorted(p for p in self.files if glob_match(p, pattern))
 
 
+def _start_git(repo: Repo, args: list[str]):
+    import subprocess
+
+    return subprocess.Popen(["git", "--git-dir", str(repo.git_dir), *args], cwd=str(repo.workdir or repo.git_dir),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def _index_files(repo: Repo) -> dict[str, TreeFile]:
     """The index's files. One `git ls-files -s` is ~3x faster than iterating
     pygit2's index on a 10,000-file state (one Python object per entry there)."""
@@ -356,12 +367,18 @@ def _index_files(repo: Repo) -> dict[str, TreeFile]:
     return files
 
 
-def _hash_file(full: Path, rel: str, pygit2) -> TreeFile:
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob of `data` (what `git hash-object` prints)."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _hash_file(full: Path, rel: str) -> TreeFile:
     if full.is_symlink():
-        data = os.readlink(full).encode()
-        return TreeFile(rel, str(pygit2.hash(data)), LINK)
+        return TreeFile(rel, blob_id(os.readlink(full).encode()), LINK)
     mode = BLOB_EXECUTABLE if os.access(full, os.X_OK) else BLOB
-    return TreeFile(rel, str(pygit2.hashfile(str(full))), mode)
+    return TreeFile(rel, blob_id(full.read_bytes()), mode)
 
 
 def _read_file(full: Path) -> bytes:

@@ -189,7 +189,7 @@ def _check_cases(path: str, text: str, value) -> list[Problem]:
 
 def _cache_version() -> str:
     """Changes whenever a schema or this checker changes, so stale results are ignored."""
-    digest = hashlib.sha256(b"validate-v1")
+    digest = hashlib.sha256(b"validate-v2")
     for name in schemas.NAMES:
         digest.update((schemas.schema_dir() / f"{name}.json").read_bytes())
     return digest.hexdigest()[:16]
@@ -205,9 +205,10 @@ class _Cache:
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS validation (path TEXT PRIMARY KEY, key TEXT NOT NULL, problems TEXT NOT NULL)"
         )
-        self.rows = dict((p, (k, v)) for p, k, v in self.conn.execute("SELECT path, key, problems FROM validation"))
+        self.rows = {p: (k, v) for p, k, v in self.conn.execute("SELECT path, key, problems FROM validation")}
         self.version = _cache_version()
         self.pending: list[tuple[str, str, str]] = []
+        self.parsed: dict[str, list] = {}
 
     def key(self, kind: str, oid: str) -> str:
         return f"{self.version}:{kind}:{oid}"
@@ -216,12 +217,18 @@ class _Cache:
         row = self.rows.get(path)
         if row is None or row[0] != key:
             return None
-        if row[1] == "[]":
+        text = row[1]
+        if text == "[]":
             return []  # the common case, without a JSON parse
-        return [Problem(**p) for p in json.loads(row[1])]
+        # rows hold no path, so the same warning in 10,000 skills is parsed once
+        parsed = self.parsed.get(text)
+        if parsed is None:
+            parsed = self.parsed[text] = json.loads(text)
+        return [Problem(p[4] if len(p) > 4 else path, p[0], p[1], p[2], p[3]) for p in parsed]
 
     def put(self, path: str, key: str, problems: list[Problem]) -> None:
-        self.pending.append((path, key, json.dumps([asdict(p) for p in problems])))
+        rows = [[p.message, p.severity, p.line, p.pointer] + ([p.path] if p.path != path else []) for p in problems]
+        self.pending.append((path, key, json.dumps(rows)))
 
     def flush(self) -> None:
         if self.pending:

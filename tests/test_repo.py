@@ -304,3 +304,32 @@ def test_bare_repository_is_readable(tmp_path):
     repo = Repo.open(tmp_path / "bare.git")
     assert repo.workdir is None
     assert repo.read(repo.tree("main"), "prompts/system.md").startswith(b"You are")
+
+
+CREATOR = textwrap.dedent("""
+    import sys
+    from aevolve.errors import RefMoved
+    from aevolve.repo import Repo
+    repo = Repo.open(sys.argv[1])
+    try:
+        repo.create_ref("refs/heads/evolve/race", sys.argv[2])
+        print("created")
+    except RefMoved:
+        print("refused")
+""")
+
+
+def test_parallel_creators_of_one_ref_exactly_one_wins(state_repo):
+    repo = Repo.open(state_repo)
+    head = repo.ref_target(MAIN)
+    commits = [str(repo.commit(repo.tree(head).id, [head], f"c{i}\n")) for i in range(8)]
+    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, str(state_repo), c], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT) for c in commits]
+    outcomes = {}
+    for commit, proc in zip(commits, procs):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outcomes[commit] = out.strip()
+    winners = [c for c, o in outcomes.items() if o == "created"]
+    assert len(winners) == 1
+    assert git(state_repo, "rev-parse", "evolve/race") == winners[0]

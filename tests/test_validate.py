@@ -299,3 +299,30 @@ def test_no_cache_rechecks_everything(state_repo):
     run_cli("validate", cwd=state_repo)
     doc = json.loads(run_cli("validate", "--json", "--no-cache", cwd=state_repo).stdout)
     assert doc["from_cache"] == 0
+
+
+# -- the fast path agrees with jsonschema -------------------------------------------------------
+
+FRONT_MATTERS = [
+    {"name": "a", "description": "d"},
+    {"name": "a", "description": "d", "keywords": ["x"], "a/b~c": 1},
+    {"name": "a-b", "description": "d" * 1024, "compatibility": "c" * 500, "metadata": {"k": "v"}},
+    {"name": "a-", "description": "d"}, {"name": "a\n", "description": "d"}, {"name": "A", "description": "d"},
+    {"name": "a" * 65, "description": "d"}, {"name": "a", "description": ""}, {"name": "a"},
+    {"name": "a", "description": "d", "metadata": {"k": 1}}, {"name": "a", "description": "d", "metadata": {1: "v"}},
+    {"name": "a", "description": "d", "license": None}, {"name": 5, "description": "d"},
+    {"name": "a", "description": "d", "allowed-tools": ["Read"]}, {1: "x", "name": "a", "description": "d"},
+]
+MEMORY_LINES = [
+    {}, {"id": "m"}, {"id": ""}, {"id": 3}, {"content": 5}, {"tags": ["a", 1]}, {"tags": "a"},
+    {"id": "m", "content": "c", "tags": [], "source": {"x": 1}, "extra": True}, [1], "s", None,
+]
+
+
+def test_fast_schema_path_gives_exactly_what_jsonschema_gives():
+    from aevolve import schemas
+
+    for doc in FRONT_MATTERS:
+        assert schemas.check_fast("skill-frontmatter", doc) == schemas.check("skill-frontmatter", doc), doc
+    for doc in MEMORY_LINES:
+        assert schemas.check_fast("memory-entry", doc) == schemas.check("memory-entry", doc), doc
