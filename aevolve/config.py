@@ -25,7 +25,7 @@ DEFAULTS: dict = {
         "command": None,
         "timeout": 600,
         "openai": {
-            "model": "gpt-4.1-mini",
+            "model": None,  # OPENAI_MODEL, else llm.DEFAULT_MODEL
             "base_url": None,
             "api_key_env": "OPENAI_API_KEY",
             "temperature": 0.2,
@@ -118,7 +118,7 @@ evolver:
   command: null                 # argv of an external evolver (the `command` evolver)
   timeout: 600                  # seconds an external evolver may run
   openai:
-    model: gpt-4.1-mini
+    model: null                 # default: $OPENAI_MODEL, else gpt-4.1-mini
     base_url: null              # any OpenAI-compatible endpoint; default: OPENAI_BASE_URL or OpenAI
     api_key_env: OPENAI_API_KEY # name of the variable that holds the key (never the key itself)
     temperature: 0.2

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import config as config_mod
+from .api import callable_module
 from .repo import LINK, Repo
 from .state import (
     CONFIG_FILE,
@@ -957,3 +958,6 @@ def default_sides(repo: Repo, a: str | None, b: str | None) -> tuple[str, str]:
     if b:
         return a, aliases.get(b, b)
     return a, WORKTREE if worktree_dirty(repo) else "HEAD"
+
+
+callable_module(__name__, semantic_diff)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as config_mod
+from .api import callable_module
 from .repo import MAIN, Repo
 from .state import CONFIG_FILE, MANIFEST_FILE
 
@@ -107,3 +108,6 @@ def _commit_adoption(repo: Repo, added: list[str]) -> str | None:
             index.add(p)
         index.write()
     return str(commit)
+
+
+callable_module(__name__, init_repo)

@@ -28,6 +28,7 @@ from .errors import EvolverFailed, UsageError
 # Standard variables of the OpenAI SDKs, read when aevolve.yaml is silent.
 ENV_BASE_URL = "OPENAI_BASE_URL"
 ENV_MODEL = "OPENAI_MODEL"
+DEFAULT_MODEL = "gpt-4.1-mini"
 RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 
 
@@ -97,9 +98,8 @@ def resolve_settings(config: dict | None = None, *, overrides: dict | None = Non
     """The endpoint settings, by precedence: `overrides` (CLI/Python options) >
     aevolve.yaml's `evolver.openai` > OPENAI_* environment variables > defaults.
 
-    `config` is aevolve.yaml (raw or with defaults filled in). A value in it that
-    equals the built-in default counts as not set: `aevolve init` writes every
-    default into the file, and OPENAI_MODEL must still be able to choose the model.
+    `config` is aevolve.yaml (raw or with defaults filled in); its template leaves
+    `model` and `base_url` null so that OPENAI_MODEL / OPENAI_BASE_URL apply.
     """
     env = os.environ if env is None else env
     defaults = config_mod.DEFAULTS["evolver"]["openai"]
@@ -107,8 +107,7 @@ def resolve_settings(config: dict | None = None, *, overrides: dict | None = Non
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
 
     def from_file(key):
-        value = section.get(key) if isinstance(section, dict) else None
-        return None if value == defaults.get(key) else value
+        return section.get(key) if isinstance(section, dict) else None
 
     def pick(key, env_name=None, default=None):
         if key in overrides:
@@ -118,7 +117,7 @@ def resolve_settings(config: dict | None = None, *, overrides: dict | None = Non
             return value
         if env_name and env.get(env_name):
             return env[env_name]
-        return defaults.get(key, default)
+        return defaults[key] if defaults.get(key) is not None else default
 
     unknown = sorted(set(overrides) - set(_KEYS) - {"api_key"})
     if unknown:
@@ -126,7 +125,7 @@ def resolve_settings(config: dict | None = None, *, overrides: dict | None = Non
     api_key_env = str(pick("api_key_env"))
     api_key = overrides.get("api_key") or env.get(api_key_env) or None
     settings = LLMSettings(
-        model=str(pick("model", ENV_MODEL)),
+        model=str(pick("model", ENV_MODEL, DEFAULT_MODEL)),
         base_url=pick("base_url", ENV_BASE_URL) or None,
         api_key_env=api_key_env,
         api_key=api_key,

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import schemas
+from .api import callable_module
 from .errors import AevolveError, EvolverFailed, PolicyRefused, RefMoved
 from .evolvers.base import EvolveContext, Evolver, Proposal
 from .policy import PolicyResult, evaluate
@@ -274,12 +275,4 @@ def _summary(state: State, proposal: Proposal, checked: PolicyResult) -> list[st
     return out
 
 
-class _CallableModule(type(sys)):
-    """`aevolve.propose(...)` must work even after `import aevolve.propose` made the
-    package attribute this module (the submodule shadows the lazy API name)."""
-
-    def __call__(self, *args, **kwargs) -> ProposeResult:
-        return propose(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+callable_module(__name__, propose)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .api import callable_module
 from .diff import FOLD_LINES, SemanticDiff, _render_markdown, semantic_diff
 from .notes import read_gate_report
 from .rationale import Rationale, parse
@@ -265,3 +266,6 @@ def _gate_md(r: Review) -> list[str]:
         out += [f"#### Runner errors ({len(lines)})", ""] + _fold(f"{len(lines)} errors", lines) + [""]
     out += [f"{g['unchanged']} case{'s' if g['unchanged'] != 1 else ''} unchanged.", ""]
     return out
+
+
+callable_module(__name__, review)

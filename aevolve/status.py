@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .api import callable_module
 from .repo import MAIN, Repo
 from .state import State
 
@@ -45,3 +46,6 @@ def status(repo: Repo) -> Status:
         report = validate(state, repo)
         info.valid, info.errors, info.warnings = report.ok, len(report.errors), len(report.warnings)
     return info
+
+
+callable_module(__name__, status)

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from . import schemas
+from .api import callable_module
 from .state import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -290,3 +291,6 @@ def _check_layout(state: State) -> list[Problem]:
         if not skill_path:
             problems.append(Problem(f"skills/{name}/", f"skill folder {name!r} has no SKILL.md"))
     return problems
+
+
+callable_module(__name__, validate)

@@ -303,7 +303,7 @@ def test_aevolve_yaml_chooses_model_and_key_variable_over_the_environment(tmp_pa
 
     files = {
         **SAMPLE_STATE,
-        "aevolve.yaml": TEMPLATE.replace("model: gpt-4.1-mini", "model: yaml-model")
+        "aevolve.yaml": TEMPLATE.replace("model: null ", "model: yaml-model ")
                                 .replace("api_key_env: OPENAI_API_KEY", "api_key_env: MY_LLM_KEY"),
     }
     root = make_state_repo(tmp_path / "state", files)
@@ -327,7 +327,7 @@ def test_settings_precedence_is_option_then_file_then_environment_then_default()
     assert (silent.model, silent.base_url) == ("env-model", "http://env/v1")
     from_file = llm.resolve_settings({"evolver": {"openai": {"model": "file-model"}}}, env=env)
     assert from_file.model == "file-model"
-    # `aevolve init` writes every default into aevolve.yaml: a default there does not hide OPENAI_MODEL
+    # the aevolve.yaml that `aevolve init` writes leaves the model null, so OPENAI_MODEL applies
     template = llm.resolve_settings(resolve_config({}), env=env)
     assert template.model == "env-model"
     option = llm.resolve_settings({"evolver": {"openai": {"model": "file"}}}, overrides={"model": "cli"}, env=env)

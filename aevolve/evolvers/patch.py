@@ -218,9 +218,10 @@ class PatchEvolver:
 
     def propose(self, ctx: EvolveContext) -> Proposal:
         fields: dict = {}
-        source = str(self.edits_file or self.diff_file)
+        in_memory = isinstance(self.edits_file, (list, dict))  # from the Python API
+        source = "edits" if in_memory else str(self.edits_file or self.diff_file)
         if self.edits_file is not None:
-            doc = _load_document(self.edits_file, "edit")
+            doc = self.edits_file if in_memory else _load_document(self.edits_file, "edit")
             if isinstance(doc, dict) and "edits" in doc:
                 fields.update({k: v for k, v in doc.items() if k != "edits"})
                 edit_list = doc["edits"]

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 
+from ..api import callable_module
 from .report import GateReport
 
 __all__ = ["gate", "collect", "GateReport"]
@@ -270,3 +271,6 @@ def collect(repo, reports: list[dict], *, write_note: bool = True) -> GateReport
     if write_note:
         write_gate_report(repo, report.to_dict())
     return report
+
+
+callable_module(__name__, gate)
