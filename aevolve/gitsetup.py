@@ -4,7 +4,9 @@ Called by `aevolve init` and `aevolve hooks install`; every step is idempotent
 (a second run finds everything in place and changes nothing).
 
 - `.gitattributes` (a state file, committed by `aevolve init`) routes memory
-  JSONL through the `aevolve-jsonl` merge and diff drivers.
+  JSONL through the `aevolve-jsonl` merge and diff drivers (the diff
+  driver's textconv, `textconv_jsonl`, is here; the merge driver is
+  `aevolve.merge.merge_jsonl`).
 - The drivers themselves live in the repository's own config (`.git/config`):
   git never runs a command named by a cloned file, so each clone opts in by
   running `aevolve init` or `aevolve hooks install`.
@@ -15,6 +17,7 @@ Called by `aevolve init` and `aevolve hooks install`; every step is idempotent
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -44,6 +47,33 @@ def driver_config() -> dict[str, str]:
         f"merge.{DRIVER}.driver": f"{cmd} merge-jsonl %O %A %B %P",
         f"diff.{DRIVER}.textconv": f"{cmd} hook textconv-jsonl",
     }
+
+
+def textconv_jsonl(data: bytes) -> str:
+    """One record per line, keys sorted with `id` first, records sorted by id.
+
+    `git diff` then shows a changed record as one changed line and ignores
+    reordering; lines that are not JSON objects are kept, after the records.
+    """
+    from .state import record_key
+
+    records, other = [], []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            ordered = {"id": value["id"]} if "id" in value else {}
+            ordered.update({k: value[k] for k in sorted(value) if k != "id"})
+            records.append((record_key(value), json.dumps(ordered, ensure_ascii=False, sort_keys=False)))
+        else:
+            other.append(line.rstrip())
+    records.sort(key=lambda r: r[0])
+    return "".join(text + "\n" for _, text in records) + "".join(line + "\n" for line in other)
+
 
 
 def remote_refspecs(remote: str) -> dict[str, list[str]]:

@@ -169,7 +169,7 @@ def propose(
         raise EvolverFailed(f"evolver {name!r} returned {type(proposal).__name__}, not a Proposal")
     issues = schemas.errors("proposal", proposal.to_dict())
     if issues:
-        listed = "\n".join(f"  {i.pointer or '/'}: {i.message}" for i in issues)
+        listed = schemas.listing(issues)
         raise EvolverFailed(f"evolver {name!r} returned a proposal that breaks schema 'proposal':\n{listed}")
     return commit_proposal(repo, base_commit, proposal, name, dry_run=dry_run, state=state)
 

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 
 from .api import callable_module
-from .diff import FOLD_LINES, SemanticDiff, _render_markdown, semantic_diff
+from .diff import SemanticDiff, semantic_diff
+from .diff_render import FOLD_LINES, render_markdown
 from .notes import read_gate_report
 from .rationale import Rationale, parse
 from .repo import Repo
@@ -205,7 +206,7 @@ def _markdown(r: Review) -> str:
         if body:
             out += ["### Description", "", body, ""]
     out += _evidence_md(r)
-    out += [_render_markdown(r.diff, level=3).rstrip(), ""] if r.diff is not None else []
+    out += [render_markdown(r.diff, level=3).rstrip(), ""] if r.diff is not None else []
     out += _gate_md(r)
     return "\n".join(out).rstrip() + "\n"
 

@@ -137,6 +137,11 @@ def errors(name: str, instance) -> list[SchemaIssue]:
     return [i for i in check(name, instance) if i.severity == "error"]
 
 
+def listing(issues: list[SchemaIssue]) -> str:
+    """Issues as indented `pointer: message` lines, for an error message."""
+    return "\n".join(f"  {i.pointer or '/'}: {i.message}" for i in issues)
+
+
 def _explain(err) -> list[SchemaIssue]:
     where = pointer(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):

@@ -121,3 +121,13 @@ def test_fetch_never_overwrites_diverged_local_notes(tmp_path):
     assert "rejected" in result.stderr  # loud, and nothing lost
     assert git(clone, "rev-parse", "refs/notes/aevolve") == local
     assert git(clone, "rev-parse", "refs/notes/remotes/origin/aevolve") == git(bare, "rev-parse", "refs/notes/aevolve")
+
+
+def test_git_diff_of_memory_shows_changed_records_not_reordered_lines(state_repo):
+    write(state_repo, {"memory/episodic.jsonl": (
+        '{"content": "Stores open at 9am.", "id": "m-2"}\n'
+        '{"id": "m-1", "content": "Shoes can be returned within 30 days."}\n'
+    )})
+    diff = git(state_repo, "diff", "--", "memory/episodic.jsonl")
+    changed = [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    assert changed == ['+{"id": "m-2", "content": "Stores open at 9am."}']  # m-1 only moved: no change shown

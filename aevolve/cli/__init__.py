@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         code = cli.main(args=argv, prog_name="aevolve", standalone_mode=False)
+    except BrokenPipeError:  # `aevolve log | head`
+        code = 0
     except click.exceptions.Abort:
         click.echo("aevolve: interrupted", err=True)
         code = 130
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("aevolve: interrupted", err=True)
         code = 130
-    except BrokenPipeError:
-        code = 0
+    except OSError as exc:  # a file we could not read or write: say which, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"aevolve: {exc.strerror or exc}{where}", err=True)
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)

@@ -137,14 +137,7 @@ def hook_run_cmd(ctx, chain, name, args) -> int:
     repo = open_repo(ctx)
     text = (stdin or b"").decode("utf-8", "replace")
     try:
-        if name == "pre-commit":
-            outcome = hooks.pre_commit(repo)
-        elif name == "commit-msg":
-            outcome = hooks.commit_msg(repo, args[0])
-        elif name == "pre-push":
-            outcome = hooks.pre_push(repo, args[0] if args else "", text)
-        else:
-            outcome = hooks.pre_receive(repo, text)
+        outcome = hooks.run(repo, name, list(args), text)
     except AevolveError:
         raise
     except Exception as exc:  # fail closed, in one line the pusher can read (no traceback over `remote:`)
@@ -162,7 +155,7 @@ def textconv_cmd(path) -> None:
     """Print a memory JSONL file one sorted record per line (git's diff textconv)."""
     from pathlib import Path
 
-    from ..hooks import textconv_jsonl
+    from ..gitsetup import textconv_jsonl
 
     sys.stdout.write(textconv_jsonl(Path(path).read_bytes()))
 

@@ -149,7 +149,7 @@ class CommandEvolver:
             return None
         issues = schemas.errors("proposal", document)
         if issues:
-            listed = "\n".join(f"  {i.pointer or '/'}: {i.message}" for i in issues)
+            listed = schemas.listing(issues)
             raise EvolverFailed(f"{self.name}: its output breaks schema 'proposal':\n{listed}\n{_tail(stderr)}")
         return Proposal.from_dict(document)
 

@@ -254,7 +254,7 @@ class PatchEvolver:
             document["evidence"] = [e.strip() for e in document["evidence"].split(",") if e.strip()]
         issues = schemas.errors("proposal", document)
         if issues:
-            listed = "\n".join(f"  {i.pointer or '/'}: {i.message}" for i in issues)
+            listed = schemas.listing(issues)
             raise InvalidInput(f"{source}: not a valid proposal:\n{listed}")
         return Proposal.from_dict(document)
 
