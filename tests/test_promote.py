@@ -21,7 +21,8 @@ def report(commit: str, decision: str = "accept", **extra) -> dict:
 
 
 def accept(repo: Repo, commit: str) -> None:
-    write_gate_report(repo, report(commit))
+    """An accepting verdict against the current main, as the gate would write it."""
+    write_gate_report(repo, report(commit, baseline=repo.ref_target(MAIN)))
 
 
 def candidate(repo: Repo, files: dict, branch: str | None = None, parent: str | None = None) -> str:
@@ -376,3 +377,16 @@ def test_refused_promotion_keeps_the_gate_verdict_it_computed(gated):
     (root / "prompts/system.md").write_text(SAMPLE_STATE["prompts/system.md"])
     result = promote(gated, cand)
     assert result.new == cand and not result.gated
+
+
+def test_a_verdict_against_an_older_main_is_stale_and_does_not_move_main(repo):
+    old_main = repo.ref_target(MAIN)
+    middle = candidate(repo, {"prompts/a.md": "a\n"})
+    tip = candidate(repo, {"prompts/b.md": "b\n"}, parent=middle)
+    accept(repo, tip)  # gated against old_main
+    accept(repo, middle)
+    promote(repo, middle, regate=False)  # main moves to an ancestor of tip
+
+    with pytest.raises(NotGated, match="gated against .* but main is now"):
+        promote(repo, tip, regate=False)
+    assert repo.ref_target(MAIN) == middle != old_main

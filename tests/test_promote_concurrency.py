@@ -87,7 +87,7 @@ def test_parallel_promotions_without_regate_admit_one_and_refuse_the_rest_clearl
     base = repo.ref_target(MAIN)
     cands = [commit_on(repo, base, {f"prompts/p{i}.md": f"{i}\n"}, f"evolve: p{i}\n") for i in range(8)]
     for c in cands:
-        write_gate_report(repo, {"version": 1, "candidate": c, "decision": "accept", "reasons": ["ok"]})
+        write_gate_report(repo, {"version": 1, "candidate": c, "baseline": base, "decision": "accept", "reasons": ["ok"]})
     outs, noise = race(tmp_path, repo, cands, regate=False)
 
     winners = [c for c, o in zip(cands, outs) if o["outcome"] == "promoted"]

@@ -215,10 +215,17 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
                 rebases[old_main] = rebase_onto(repo, cand, str(base), old_main)
             target, rebased = rebases[old_main], True
 
-        # 2. Its gate verdict: a note that accepts exactly this commit, or a gate run now.
+        # 2. Its gate verdict against the current main: a note that accepts exactly this
+        # commit, or a gate run now. A verdict against an older main is stale: main may
+        # have gained passing cases since.
         report = fresh.get(target) or note_at(repo, repo.ref_target(NOTES_REF), target)
-        if not is_accepting(report, target):
+        if not (is_accepting(report, target) and report.get("baseline") == old_main):
             if not regate:
+                if is_accepting(report, target):
+                    raise NotGated(
+                        f"{cand[:12]} was gated against {str(report.get('baseline'))[:12]}, but main is now "
+                        f"{old_main[:12]}; promote without --no-regate to gate it against the current main"
+                    )
                 if report is not None:
                     raise _rejection(report, target, None)
                 raise NotGated(
