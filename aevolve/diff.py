@@ -292,7 +292,7 @@ class _Source:
     def flat(self) -> dict[str, tuple[str, int]]:
         if self.state is not None:
             return {p: (f.oid, f.mode) for p, f in self.state.files.items()}
-        return {f.path: (f.oid, f.mode) for f in self.repo.walk(self.tree)}
+        return {f.path: (f.oid, f.mode) for f in self.repo.list_files(self.tree)}
 
     def read(self, path: str, oid: str) -> bytes:
         if self.state is not None:

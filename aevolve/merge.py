@@ -139,7 +139,7 @@ def is_jsonl_memory(path: str) -> bool:
 
 
 def _files(repo, tree) -> dict[str, tuple[str, int]]:
-    return {f.path: (f.oid, f.mode) for f in repo.walk(tree)} if tree is not None else {}
+    return {f.path: (f.oid, f.mode) for f in repo.list_files(tree)} if tree is not None else {}
 
 
 @dataclass

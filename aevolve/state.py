@@ -224,7 +224,7 @@ class State:
     @classmethod
     def from_tree(cls, repo: Repo, rev: str) -> State:
         tree = repo.tree(rev)
-        files = {f.path: f for f in repo.walk(tree)}
+        files = {f.path: f for f in repo.list_files(tree)}
         return cls(files, lambda f: repo.blob(f.oid), f"{rev} ({str(tree.id)[:12]})", str(tree.id))
 
     @classmethod

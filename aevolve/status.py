@@ -39,7 +39,7 @@ def status(repo: Repo) -> Status:
                                   "subject": repo.git[target].message.splitlines()[0]})
     state = State.from_folder(repo.workdir, repo) if repo.workdir else (State.from_tree(repo, main) if main else None)
     if repo.workdir is not None:
-        old = {f.path: f.oid for f in repo.walk(main_tree)} if main_tree is not None else {}
+        old = {f.path: f.oid for f in repo.list_files(main_tree)} if main_tree is not None else {}
         new = {p: f.oid for p, f in state.files.items()}
         info.worktree_changes = sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
     if state is not None:

@@ -333,3 +333,20 @@ def test_parallel_creators_of_one_ref_exactly_one_wins(state_repo):
     winners = [c for c, o in outcomes.items() if o == "created"]
     assert len(winners) == 1
     assert git(state_repo, "rev-parse", "evolve/race") == winners[0]
+
+
+def test_list_files_of_a_whole_tree_equals_walking_it(tmp_path):
+    root = make_state_repo(tmp_path / "state", {
+        "prompts/system.md": "hi\n", "skills/a b/SKILL.md": "x\n", "memory/é.jsonl": "{}\n",
+        "tools/run.sh": "#!/bin/sh\n", "deep/er/still/file.txt": "d\n",
+    })
+    (root / "tools/run.sh").chmod(0o755)
+    (root / "link.md").symlink_to("prompts/system.md")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "more")
+    repo = Repo.open(root)
+    tree = repo.tree("main")
+
+    assert repo.list_files(tree) == list(repo.walk(tree))
+    modes = {f.path: f.mode for f in repo.list_files(tree)}
+    assert modes["tools/run.sh"] == 0o100755 and modes["link.md"] == 0o120000 and "memory/é.jsonl" in modes

@@ -34,7 +34,7 @@ def materialize(repo: Repo, tree_id: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tree_id[:12]}-", dir=trees_dir(repo)))
     try:
         tree = repo.tree(tree_id)
-        for entry in repo.walk(tree):
+        for entry in repo.list_files(tree):
             parts = entry.path.split("/")
             if any(p in _BAD_PARTS for p in parts):
                 continue  # a crafted tree must not write outside the copy
