@@ -184,9 +184,6 @@ class Repo:
         return files
 
     # -- writing objects ---------------------------------------------------
-    def write_blob(self, data: bytes) -> pygit2.Oid:
-        return self.git.create_blob(data)
-
     def build_tree(
         self,
         base: pygit2.Tree | None,
@@ -286,9 +283,6 @@ class Repo:
             ref.set_target(pygit2.Oid(hex=str(new)), f"aevolve: update {name}")
         except (pygit2.GitError, OSError) as exc:  # lost the race, or the lock is held
             raise RefMoved(f"{name} moved while updating it ({exc})") from None
-
-    def delete_ref(self, name: str, old: str) -> None:
-        self.transaction([(name, ZERO, old)])
 
     def transaction(self, updates: list[tuple[str, str, str | None]]) -> None:
         """Move several refs atomically: each (ref, new, old) all or none.
