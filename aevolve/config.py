@@ -13,10 +13,13 @@ DEFAULTS: dict = {
         "jobs": 4,
         "repeats": 1,
         "cases": "evals/**/*.yaml",
+        "allow_empty": False,
+        "exam_approvals": 1,
         "policy": {
             "no_regressions": True,
             "min_improvement": 0.0,
             "significance": 0.05,
+            "max_errors": 0,
             "tags": {},
         },
     },
@@ -107,10 +110,13 @@ gate:
   jobs: 4                       # case runs in parallel
   repeats: 1                    # runs per case, for non-deterministic agents
   cases: "evals/**/*.yaml"      # where the regression cases live
+  allow_empty: false            # no matching case is an error, not an acceptance
+  exam_approvals: 1             # signed approvals a maintainer change (exam, agent code) needs
   policy:
     no_regressions: true        # a case that passes on main must pass on the candidate
     min_improvement: 0.0        # aggregate pass-rate gain required to promote
     significance: 0.05          # with repeats: one-sided Fisher exact test level for a regression
+    max_errors: 0               # cases that may error without a passing baseline before the gate errors
     tags: {}                    # per-tag rules, e.g. {safety: {min_pass_rate: 1.0}}
 
 evolver:

@@ -45,6 +45,12 @@ class RefNotFound(AevolveError):
     pass
 
 
+class AmbiguousRef(AevolveError):
+    """A short name names several refs (a tag and a branch both called main)."""
+
+    exit_code = USAGE
+
+
 class GitCommandFailed(AevolveError):
     pass
 
@@ -78,3 +84,12 @@ class EvolverFailed(AevolveError):
 
 class GateRejected(AevolveError):
     exit_code = GATE_REJECTED
+
+
+class GateError(AevolveError):
+    """The gate could not judge: a dead runner, no cases, an assertion that cannot
+    be evaluated. Fails closed: nothing is accepted, `main` does not move."""
+
+
+class SigningError(AevolveError):
+    """A signature could not be made or checked (no key, ssh-keygen failed)."""

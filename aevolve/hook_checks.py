@@ -222,13 +222,24 @@ def parse_push_lines(text: str) -> list[tuple[str, str, str, str]]:
 
 
 def pre_push(repo: Repo, remote: str, stdin: str) -> HookOutcome:
-    from .notes import gate_accepts
+    """Refuse what the server would refuse, before anything is sent.
+
+    `main` may only move along verified transitions (the same verifier as the
+    server, `verdicts.check_move`, over the local notes and the remote's
+    fetched copy); it is never deleted, and no tag takes its name.
+    """
+    from .verdicts import GitReader
 
     main_ref = main_branch_ref(_head_config(repo))
     main = main_ref.removeprefix("refs/heads/")
     remote = remote or "origin"
+    reader = GitReader(repo)
     lines = []
-    for local_ref, local_sha, remote_ref, _remote_sha in parse_push_lines(stdin):
+    for _local_ref, local_sha, remote_ref, remote_sha in parse_push_lines(stdin):
+        if remote_ref == f"refs/tags/{main}" and local_sha != ZERO:
+            lines.append(f"aevolve pre-push: refusing to push the tag {main!r} to {remote}: a tag named like "
+                         f"the branch makes `{main}` ambiguous, and git resolves it to the tag. Name the tag "
+                         "something else.")
         if remote_ref != main_ref:
             continue
         if local_sha == ZERO:
@@ -236,31 +247,36 @@ def pre_push(repo: Repo, remote: str, stdin: str) -> HookOutcome:
                 f"aevolve pre-push: refusing to delete {main} on {remote}: main is the agent's gated "
                 "state and is never deleted."
             )
-            continue
-        # a note the remote already has (fetched into the tracking copy) counts too
-        if gate_accepts(repo, local_sha) or _tracking_accepts(repo, remote, local_sha):
-            continue
-        subject = _subject(repo, local_sha)
-        lines += [
-            f"aevolve pre-push: refusing to push {main} at {local_sha[:12]} ({subject}) to {remote}: "
-            f"it has no accepting gate note in {NOTES_REF}.",
-            f"  Only gated commits may become {main}. Gate it (`aevolve gate {local_sha[:12]}`, or "
-            "`aevolve gate --promote` on its evolution branch) so the gate notes it, then push "
-            f"the commit with its note: `git push {remote} {main} {NOTES_REF}`.",
-        ]
+        elif remote_sha != ZERO:  # a first main is the baseline: nothing to gate it against
+            lines += _main_move(repo, reader, remote, main, remote_sha, local_sha)
     return HookOutcome(1 if lines else 0, lines)
 
 
-def _tracking_accepts(repo: Repo, remote: str, sha: str) -> bool:
-    """A note the remote already has, fetched into refs/notes/remotes/<remote>/aevolve."""
-    import pygit2
+def _main_move(repo: Repo, reader, remote: str, main: str, old: str, new: str) -> list[str]:
+    """Why moving the remote's main OLD -> NEW would be refused (empty: it would not)."""
+    from .signing import allowed_signers_file
+    from .repo import APPROVALS_REF
+    from .verdicts import check_move
 
-    from .notes import gate_accepts
-
-    try:  # `remote` is a URL when pushing to one directly: no tracking ref then
-        return gate_accepts(repo, sha, f"refs/notes/remotes/{remote}/aevolve")
-    except (pygit2.InvalidSpecError, ValueError, pygit2.GitError):
-        return False
+    if reader.commit(old) is None:
+        return [f"aevolve pre-push: {remote}'s {main} is at {old[:12]}, which this clone does not have: "
+                f"fetch it (`git fetch {remote}`), rebase onto it, and push again."]
+    # a verdict the remote already has (fetched into the tracking copy) counts too
+    tracking = f"refs/notes/remotes/{remote}/"  # no such ref when `remote` is a URL: then local notes only
+    notes = [reader.ref(NOTES_REF), reader.ref(tracking + "aevolve")]
+    approvals = [reader.ref(APPROVALS_REF), reader.ref(tracking + "aevolve-approvals")]
+    problems = check_move(reader, old, new, notes=[n for n in notes if n], approvals=[a for a in approvals if a],
+                          allowed_signers=allowed_signers_file(repo), require_signed=False)
+    if not problems:
+        return []
+    return [
+        f"aevolve pre-push: refusing to push {main} at {new[:12]} ({_subject(repo, new)}) to {remote}: "
+        f"not every commit it adds to {remote}'s {main} ({old[:12]}) carries a verified gate verdict:",
+        *(f"  - {p}" for p in problems),
+        f"  Only gated commits may become {main}. Gate each against its parent (`aevolve gate "
+        "--promote` on its evolution branch does), then push the commit with its notes: "
+        f"`git push {remote} {main} {NOTES_REF}`.",
+    ]
 
 
 def _subject(repo: Repo, sha: str) -> str:

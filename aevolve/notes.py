@@ -1,7 +1,8 @@
 """Gate reports stored as git notes under refs/notes/aevolve.
 
-Promotion, the pre-push and pre-receive hooks, review and log all ask the same
-question: did the gate accept *this exact commit*? It is answered here only.
+Reading and writing only: whether a note admits a commit into main is
+`aevolve.verdicts`' question. Every report is redacted (secrets never leave
+the machine) and signed (when a signing key is configured) before it is written.
 """
 
 from __future__ import annotations
@@ -13,31 +14,59 @@ from .repo import NOTES_REF, Repo
 
 def read_gate_report(repo: Repo, commit: str, ref: str = NOTES_REF) -> dict | None:
     """The gate report noted on `commit`, or None (absent or not a gate report)."""
-    data = repo.read_note(str(commit), ref)
-    if data is None:
-        return None
-    try:
-        report = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return report if isinstance(report, dict) and "decision" in report else None
+    from .verdicts import parse_report
 
-
-def is_accepting(report: dict | None, commit: str) -> bool:
-    """True only for a complete (unsharded) report that accepts exactly `commit`."""
-    return (
-        report is not None
-        and report.get("decision") == "accept"
-        and report.get("candidate") == str(commit)
-        and not report.get("shard")
-    )
-
-
-def gate_accepts(repo: Repo, commit: str, ref: str = NOTES_REF) -> bool:
-    return is_accepting(read_gate_report(repo, commit, ref), str(commit))
+    return parse_report(repo.read_note(str(commit), ref))
 
 
 def write_gate_report(repo: Repo, report: dict, ref: str = NOTES_REF) -> str:
     """Store `report` as the note of its candidate commit; returns the notes commit."""
-    data = json.dumps(report, indent=2, sort_keys=True).encode() + b"\n"
-    return repo.write_note(report["candidate"], data, ref)
+    return repo.write_note(report["candidate"], _dump(report), ref)
+
+
+VERDICT_KEYS = ("decision", "candidate", "baseline", "candidate_tree", "exam_digest", "change", "static")
+
+
+def same_verdict(a: dict, b: dict) -> bool:
+    """Do two reports say the same about the same transition (timings and dates aside)?"""
+    def cases(report: dict) -> list:
+        return [(c.get("id"), c.get("verdict")) for c in report.get("cases") or []]
+
+    return all(a.get(k) == b.get(k) for k in VERDICT_KEYS) and cases(a) == cases(b)
+
+
+def store_report(repo: Repo, report: dict, secret_names: tuple[str, ...] = ()) -> bool:
+    """Redact, sign and note `report` on its candidate. False (nothing written) when
+    the note there already gives the same verdict: re-gating never churns notes."""
+    existing = read_gate_report(repo, report["candidate"])
+    if existing is not None and same_verdict(existing, report):
+        return False
+    repo.write_note(report["candidate"], prepare_report(repo, report, secret_names))
+    return True
+
+
+def prepare_report(repo: Repo, report: dict, secret_names: tuple[str, ...] = ()) -> bytes:
+    """The note's bytes: the report redacted, then signed when a key is configured."""
+    from .secrets import redact_obj, secret_values
+    from .verdicts import sign_report
+
+    names = tuple(secret_names) or _configured_key_names(repo, report.get("baseline"))
+    clean = redact_obj(report, secret_values(names=names))
+    return _dump(sign_report(repo, clean))
+
+
+def _configured_key_names(repo: Repo, baseline: str | None) -> tuple[str, ...]:
+    """The variable the baseline's aevolve.yaml names as holding the LLM key (its
+    value is a secret whatever the variable is called)."""
+    from .exam import read_config
+
+    commit = repo.try_resolve(baseline) if baseline else None
+    if commit is None:
+        return ()
+    tree = commit.tree
+    name = read_config(lambda p: repo.read(tree, p))["evolver"]["openai"].get("api_key_env")
+    return (name,) if isinstance(name, str) and name else ()
+
+
+def _dump(report: dict) -> bytes:
+    return json.dumps(report, indent=2, sort_keys=True).encode() + b"\n"

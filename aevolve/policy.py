@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from . import config as config_mod
 from .evolvers.base import Proposal
+from .exam import is_git_control
 from .repo import LINK, TreeFile
 from .secrets import find_secrets
 from .state import FileError, State, dump_jsonl_record
@@ -94,6 +95,9 @@ def evaluate(state: State, proposal: Proposal, config: dict | None = None) -> Po
         layer = _layer(path)
         if config_mod.is_protected(path, config):
             v.append(f"{path}: protected path; no evolver may change it")
+        elif is_git_control(path):
+            v.append(f"{path}: .git* files (.gitattributes, .gitmodules, ...) change how git reads the state; "
+                     "no evolver may write them, at any depth")
         elif layer is None:
             v.append(f"{path}: top-level files are not in any evolvable layer")
         elif layer not in evolvable:

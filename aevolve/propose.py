@@ -2,14 +2,18 @@
 
 The base commit is resolved once; the evolver sees the state at that commit,
 the selected observations and the gate reports of earlier rejected proposals.
-Its proposal is schema-checked and passes the policy in memory before any git
-object is written; the commit is built from objects (never the user's index or
-working tree) and the branch is created atomically, so a run that dies leaves
-either no branch or a complete one.
+Its proposal is schema-checked, scanned for this machine's secret values (an
+answer that repeats one is refused: exit 5) and passes the policy in memory
+before any git object is written; the commit is built from objects (never the
+user's index or working tree) and the branch is created atomically, so a run
+that dies leaves either no branch or a complete one. Secret-looking strings in
+the rationale are redacted in the commit message.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import secrets as _random
@@ -26,6 +30,7 @@ from .evolvers.base import EvolveContext, Evolver, Proposal
 from .policy import PolicyResult, evaluate
 from .rationale import Rationale
 from .repo import BLOB_EXECUTABLE, Repo
+from .secrets import redact, secret_values, secret_variables
 from .state import State
 
 BRANCH_PREFIX = "refs/heads/evolve/"
@@ -155,23 +160,84 @@ def propose(
         history=rejected_history(repo) if history is None else history,
         config=config, seed=seed, focus=focus, temperature=temperature,
     )
+    names, literals = _secret_sources(config, evolver_options)
+    hidden = [*secret_values(names=names), *literals]
     try:
         proposal = chosen.propose(ctx)
-    except AevolveError:
-        raise
+    except AevolveError as exc:
+        raise _scrubbed(exc, hidden)
     except Exception as exc:  # an evolver's crash is the evolver's failure, not ours
-        raise EvolverFailed(f"evolver {getattr(chosen, 'name', chosen)!r} failed: {type(exc).__name__}: {exc}") from exc
+        message = redact(f"evolver {getattr(chosen, 'name', chosen)!r} failed: {type(exc).__name__}: {exc}", hidden)
+        raise EvolverFailed(message) from exc
     name = str(getattr(chosen, "name", "") or type(chosen).__name__)
     if proposal is None:
         reason = getattr(chosen, "reason", None) or "the evolver found nothing to change"
-        return ProposeResult(nothing_to_do=True, reason=reason, dry_run=dry_run, base=base_commit)
+        return ProposeResult(nothing_to_do=True, reason=redact(reason, hidden), dry_run=dry_run, base=base_commit)
     if not isinstance(proposal, Proposal):
         raise EvolverFailed(f"evolver {name!r} returned {type(proposal).__name__}, not a Proposal")
+    refuse_leaked_secrets(proposal, names=names, literals=literals)
     issues = schemas.errors("proposal", proposal.to_dict())
     if issues:
-        listed = schemas.listing(issues)
+        listed = redact(schemas.listing(issues), hidden)  # schema messages may quote the answer
         raise EvolverFailed(f"evolver {name!r} returned a proposal that breaks schema 'proposal':\n{listed}")
     return commit_proposal(repo, base_commit, proposal, name, dry_run=dry_run, state=state)
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def _secret_sources(config: dict, options: dict | None) -> tuple[list[str], list[str]]:
+    """(variable names, literal values) whose values must never be committed: the key
+    variable configured at the base (and one given as an option), and a key given as an option."""
+    openai = (config.get("evolver") or {}).get("openai") or {}
+    options = options or {}
+    names = [n for n in (openai.get("api_key_env"), options.get("api_key_env")) if isinstance(n, str) and n]
+    key = options.get("api_key")
+    literals = [key] if isinstance(key, str) and len(key) >= 8 else []
+    return names, literals
+
+
+def _answer_fields(proposal: Proposal) -> list[tuple[str, str]]:
+    """(where, text) for every part of a proposal that could end up in a commit."""
+    out = [("the rationale's title", proposal.title), ("the rationale's Diagnosis", proposal.diagnosis),
+           ("the rationale's Change", proposal.change), ("the rationale's Expected effect", proposal.expected_effect),
+           ("the rationale's evidence", "\n".join(map(str, proposal.evidence or [])))]
+    for index, edit in enumerate(proposal.edits or [], 1):  # not yet schema-checked: read defensively
+        path, content, records = (getattr(edit, a, None) for a in ("path", "content", "records"))
+        records = json.dumps(records, ensure_ascii=False, default=str) if records is not None else ""
+        out.append((f"edit {index} ({path})", "\n".join(str(x) for x in (path, content or "", records))))
+    return [(where, text if isinstance(text, str) else str(text)) for where, text in out]
+
+
+def refuse_leaked_secrets(proposal: Proposal, *, names=(), literals=(), environ=None) -> None:
+    """Raise EvolverFailed when any part of `proposal` holds the value of a secret variable
+    (`names`, and every variable whose name holds KEY, TOKEN, SECRET or PASSWORD) or one of
+    `literals`. The message names the variables and the fields, never the value."""
+    variables = secret_variables(environ, names)
+    leaks: dict[str, list[str]] = {}
+    for where, text in _answer_fields(proposal):
+        found = [f"${name}" for name, value in sorted(variables.items()) if value in text]
+        if not found and any(value in text for value in literals):
+            found = ["the API key given as an option"]
+        for what in found:
+            leaks.setdefault(what, []).append(where)
+    if not leaks:
+        return
+    parts = [f"{what} (in {', '.join(places)})" for what, places in sorted(leaks.items())]
+    raise EvolverFailed(
+        f"the evolver's answer contains the value of {'; '.join(parts)}; refused, nothing was written. "
+        "An endpoint that echoes its credentials must not be trusted with them; if the value is no secret, "
+        "rename or unset the variable."
+    )
+
+
+def _scrubbed(exc: AevolveError, hidden: list[str]) -> AevolveError:
+    """`exc` with secret values and patterns removed from its message (the same exception)."""
+    text = str(exc)
+    clean = redact(text, hidden)
+    if clean != text:
+        exc.args = (clean,)
+    return exc
 
 
 def commit_proposal(
@@ -194,6 +260,7 @@ def commit_proposal(
     checked = evaluate(state, proposal, state.config())
     if checked.violations:
         raise PolicyRefused(checked.violations)
+    proposal = _redacted_rationale(proposal, state.config())  # what is shown and committed from here on
     summary = _summary(state, proposal, checked)
     if not checked.changes:
         return ProposeResult(nothing_to_do=True, reason="the proposal's edits change nothing",
@@ -232,6 +299,20 @@ def commit_proposal(
         result.commit = str(commit)
         return result
     raise RefMoved(f"could not find a free branch name after {attempts} tries")
+
+
+def _redacted_rationale(proposal: Proposal, config: dict) -> Proposal:
+    """`proposal` with secret-looking strings in its rationale replaced by [REDACTED <kind>].
+
+    A token quoted in a diagnosis is redacted rather than refused: the rationale is prose
+    about the failure, and the change (the edits, which the policy refuses) is what counts."""
+    names, _ = _secret_sources(config, None)
+    hidden = secret_values(names=names)
+    return dataclasses.replace(
+        proposal, title=redact(proposal.title, hidden), diagnosis=redact(proposal.diagnosis, hidden),
+        change=redact(proposal.change, hidden), expected_effect=redact(proposal.expected_effect, hidden),
+        evidence=[redact(e, hidden) for e in proposal.evidence],
+    )
 
 
 def _already_proposed(repo: Repo, base_commit: str, changes: dict[str, bytes | None]) -> str | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import (
+    AmbiguousRef,
     GitCommandFailed,
     LockBusy,
     NotARepository,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 MAIN = "refs/heads/main"
 NOTES_REF = "refs/notes/aevolve"
+APPROVALS_REF = "refs/notes/aevolve-approvals"  # signed approvals of maintainer changes
 OBSERVATIONS_REF = "refs/aevolve/observations"
 ZERO = "0" * 40
 
@@ -113,11 +115,32 @@ class Repo:
         """The commit `rev` names (a branch, tag, sha or any rev-parse expression)."""
         import pygit2
 
+        self._refuse_ambiguous(rev)
         try:
             obj = self.git.revparse_single(rev)
             return obj.peel(pygit2.Commit)
         except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
             raise RefNotFound(f"unknown revision {rev!r}") from None
+
+    def _refuse_ambiguous(self, rev: str) -> None:
+        """A short name that is both a branch and a tag (say a tag `main`) is refused:
+        git would warn and pick the tag, and the gate would judge the wrong commit."""
+        if rev.startswith("refs/") or not rev or any(c in rev for c in "^~:@ "):
+            return
+        found = [f"{kind}{rev}" for kind in ("refs/heads/", "refs/tags/", "refs/remotes/")
+                 if self.git.references.get(f"{kind}{rev}") is not None]
+        if len(found) > 1:
+            raise AmbiguousRef(f"{rev!r} is ambiguous: it names {' and '.join(found)}; "
+                               f"say which (e.g. {found[0]}), or delete the stray {found[-1]}")
+
+    def resolve_branch(self, name: str) -> str:
+        """The commit a branch points at, by its full name: `main` is always
+        refs/heads/main, never a tag or a remote-tracking ref of that name."""
+        ref = name if name.startswith("refs/") else f"refs/heads/{name}"
+        target = self.ref_target(ref)
+        if target is None:
+            raise RefNotFound(f"no branch {name!r} ({ref} does not exist)")
+        return str(self.resolve(target).id)
 
     def try_resolve(self, rev: str) -> pygit2.Commit | None:
         try:

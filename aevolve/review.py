@@ -4,6 +4,9 @@ Subject, the rationale (Diagnosis / Change / Expected effect), the evidence
 (each cited observation's task and feedback, shortened), the semantic diff
 against the merge base (long parts folded), and the gate's results against
 main from the note on the branch tip, regressions first.
+
+What it returns is redacted (aevolve.secrets): a gate note may hold a runner's
+stderr with a key in it, and a review body is pasted where anyone can read it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from .diff_render import FOLD_LINES, render_markdown
 from .notes import read_gate_report
 from .rationale import Rationale, parse
 from .repo import Repo
+from .secrets import redact, redact_obj, secret_values
 
 SHORT = 240  # characters kept of an observation's task, output or feedback
 
@@ -35,8 +39,17 @@ class Review:
     evidence: list[dict] = field(default_factory=list)
     diff: SemanticDiff | None = None
     gate: dict = field(default_factory=dict)
+    # Variables whose values are redacted besides the KEY/TOKEN/SECRET/PASSWORD rule
+    # (the base's evolver.openai.api_key_env). Names only: values are read when rendering.
+    secret_names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
+        return redact_obj(self._dict(), secret_values(names=self.secret_names))
+
+    def markdown(self) -> str:
+        return redact(_markdown(self), secret_values(names=self.secret_names))
+
+    def _dict(self) -> dict:
         r = self.rationale
         return {
             "branch": self.branch, "base": self.base, "commit": self.commit, "base_commit": self.base_commit,
@@ -49,9 +62,6 @@ class Review:
             "diff": self.diff.to_dict() if self.diff else None,
             "gate": self.gate,
         }
-
-    def markdown(self) -> str:
-        return _markdown(self)
 
 
 def short(value, limit: int = SHORT) -> str:
@@ -75,7 +85,23 @@ def build_review(repo: Repo, branch: str, base: str = "main") -> Review:
     result.evidence = _evidence(repo, result.rationale.evidence if result.rationale else [])
     result.diff = semantic_diff(repo, result.merge_base or str(base_commit.id), str(tip.id))
     result.gate = gate_summary(repo, str(tip.id), str(base_commit.id))
+    result.secret_names = _key_variables(repo, base_commit)
     return result
+
+
+def _key_variables(repo: Repo, commit) -> tuple[str, ...]:
+    """The API-key variable aevolve.yaml names at `commit` (the default when it names none)."""
+    from . import config as config_mod
+    from .state import CONFIG_FILE
+
+    import yaml
+
+    try:
+        raw = yaml.safe_load(commit.tree[CONFIG_FILE].data)
+    except (KeyError, AttributeError, UnicodeDecodeError, yaml.YAMLError):
+        raw = None  # absent or malformed: the defaults still name the usual variable
+    name = ((config_mod.resolve(raw).get("evolver") or {}).get("openai") or {}).get("api_key_env")
+    return (name,) if isinstance(name, str) and name else ()
 
 
 def review(repo: Repo, branch: str, base: str = "main") -> str:

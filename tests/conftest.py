@@ -118,3 +118,24 @@ def run_cli(*args, cwd=None, input=None, env=None) -> subprocess.CompletedProces
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def verdict_for(repo, commit: str, decision: str = "accept", **extra) -> dict:
+    """A gate report on the transition parent -> commit, as the gate would write it."""
+    from aevolve.exam import exam_digest
+    from aevolve.state import State
+
+    parent = str(repo.resolve(commit).parents[0].id)
+    state = State.from_tree(repo, parent)
+    digest = exam_digest({p: f.oid for p, f in state.files.items()},
+                         lambda p: state.read(p) if p in state.files else None)
+    return {"version": 1, "candidate": str(commit), "decision": decision, "reasons": [f"test: {decision}"],
+            "baseline": parent, "candidate_tree": str(repo.resolve(commit).tree.id), "exam_digest": digest,
+            **extra}
+
+
+def admissible(repo, commit: str) -> bool:
+    """Does `commit` carry a verdict that would admit it into main (aevolve.verdicts)?"""
+    from aevolve.verdicts import GitReader, check_commit, local_trust
+
+    return check_commit(GitReader(repo), str(commit), local_trust(repo)).valid

@@ -96,11 +96,13 @@ class GateRepo:
 
         self.repo = Repo.open(self.path)
 
-    def branch(self, name: str, edits: dict[str, str | None], base: str = "main") -> str:
-        """A commit on `base` with `edits` (path -> text, None deletes) on branch `name`."""
+    def branch(self, name: str, edits: dict[str, str | None], base: str = "main", evolver: bool = True) -> str:
+        """A commit on `base` with `edits` (path -> text, None deletes) on branch `name`:
+        an evolver's commit (with its Aevolve-Proposal trailer), or a person's."""
         parent = self.repo.resolve(base)
         tree = self.repo.build_tree(parent.tree, {p: (t.encode() if t is not None else None) for p, t in edits.items()})
-        commit = self.repo.commit(tree, [str(parent.id)], f"evolve: {name}\n")
+        trailer = f"\nAevolve-Proposal: p-{name.rsplit('/', 1)[-1]}\n" if evolver else ""
+        commit = self.repo.commit(tree, [str(parent.id)], f"evolve: {name}\n{trailer}")
         self.repo.create_ref(f"refs/heads/{name}", commit)
         return str(commit)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import git
+from conftest import admissible, git
 
-from aevolve.notes import gate_accepts, read_gate_report
+from aevolve.notes import read_gate_report
 from aevolve.repo import Repo
 
 
@@ -23,7 +23,7 @@ def test_demo_promotes_the_good_proposal_and_rejects_the_wrong_one(tmp_path, cli
 
     main = repo.ref_target("refs/heads/main")
     assert main == result["promoted_main"] == result["final_main"]
-    assert gate_accepts(repo, main)
+    assert admissible(repo, main)
     rejected_tip = repo.ref_target(f"refs/heads/{result['rejected_branch']}")
     assert read_gate_report(repo, rejected_tip)["decision"] == "reject"
     assert not repo.git.descendant_of(main, rejected_tip)

@@ -477,3 +477,76 @@ def test_cli_unknown_openai_option_is_a_usage_error(repo, server):
     assert proc.returncode == 2
     assert "unknown openai evolver option(s): modle" in proc.stderr and "Traceback" not in proc.stderr
     assert server.requests == []
+
+
+# -- secrets never leave the machine -----------------------------------------------------
+
+RUN_KEY = "sk-run-key-of-this-machine-0123456789"  # no pattern matches it: only its value is known
+
+
+def _objects(repo) -> str:
+    return git(repo, "count-objects", "-v")
+
+
+def test_cli_an_answer_that_echoes_the_api_key_exits_5_and_writes_nothing(repo, server, monkeypatch, capsys):
+    from aevolve.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", RUN_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    server.answer_json({**GOOD, "diagnosis": f"I authenticated with {RUN_KEY}; obs-1 and obs-2 failed."})
+    main_before, objects_before = git(repo, "rev-parse", "main"), _objects(repo)
+
+    with pytest.raises(SystemExit) as exited:
+        main(["-C", str(repo), "propose", "--evolver", "openai"])
+
+    assert exited.value.code == 5
+    assert server.requests[0]["headers"]["authorization"] == f"Bearer {RUN_KEY}"  # the key it echoed is the one sent
+    err = capsys.readouterr().err
+    assert "contains the value of $OPENAI_API_KEY (in the rationale's Diagnosis)" in err
+    assert "nothing was written" in err and RUN_KEY not in err
+    assert_nothing_left(repo, main_before)
+    assert _objects(repo) == objects_before
+    git(repo, "fsck", "--strict")
+
+
+def test_an_answer_that_writes_the_api_key_into_an_edit_is_refused_naming_the_edit(repo, server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", RUN_KEY)
+    main_before = git(repo, "rev-parse", "main")
+    leaky = {"op": "append-jsonl", "path": "memory/episodic.jsonl", "records": [{"id": "m-key", "content": RUN_KEY}]}
+    server.answer_json(with_edits(leaky))
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(repo, evolver="openai", evolver_options={**options(server), "api_key": None})
+
+    assert error.value.exit_code == 5
+    assert "$OPENAI_API_KEY (in edit 1 (memory/episodic.jsonl))" in str(error.value)
+    assert RUN_KEY not in str(error.value)
+    assert_nothing_left(repo, main_before)
+
+
+def test_the_key_variable_aevolve_yaml_names_is_guarded_whatever_its_name(tmp_path, server, monkeypatch):
+    from aevolve.config import TEMPLATE
+
+    files = {**SAMPLE_STATE, "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
+    root = make_state_repo(tmp_path / "state", files)
+    ingest(root, tmp_path)
+    monkeypatch.setenv("LLM_CREDENTIAL", "cred-of-this-run-42")
+    server.answer_json({**GOOD, "change": "Appends a memory entry (sent with cred-of-this-run-42)."})
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(root, evolver="openai", evolver_options={"base_url": server.base_url, "base_delay": 0.005})
+
+    assert "$LLM_CREDENTIAL (in the rationale's Change)" in str(error.value)
+    assert evolve_branches(root) == ""
+
+
+def test_an_unusable_answer_that_quotes_the_key_is_reported_without_it(repo, server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", RUN_KEY)
+    bad = {**GOOD, "evidence": [RUN_KEY, RUN_KEY]}  # the schema error message quotes the duplicate items
+    server.answer_json(bad).answer_json(bad)
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(repo, evolver="openai", evolver_options={**options(server), "api_key": None})
+
+    assert "non-unique elements" in str(error.value)
+    assert RUN_KEY not in str(error.value) and "[REDACTED]" in str(error.value)

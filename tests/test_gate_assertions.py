@@ -58,9 +58,14 @@ def test_latency_and_cost_read_the_run():
     assert passed is False and "reported no cost" in reason
 
 
-def test_broken_assertion_fails_with_its_reason():
-    passed, reason = check({"type": "regex", "value": "(unclosed"}, "x")
-    assert passed is False and "invalid regular expression" in reason
+def test_broken_assertion_cannot_be_evaluated():
+    with pytest.raises(AssertionSetupError, match="invalid regular expression"):
+        check({"type": "regex", "value": "(unclosed"}, "x")
+
+
+def test_unknown_assertion_type_cannot_be_evaluated():
+    with pytest.raises(AssertionSetupError, match="unknown assertion type"):
+        check({"type": "smells-right"}, "x")
 
 
 def test_json_path_reader():
@@ -77,21 +82,20 @@ def test_grade_collects_every_failed_reason():
     assert ok is False and len(failures) == 2 and "'z'" in failures[0]
 
 
-def _materialized_root(tmp_path, checks: str):
-    from aevolve.gate.materialize import materialize
+def _exam_state(tmp_path, checks: str):
+    from aevolve.state import State
 
     root = make_state_repo(tmp_path / "s", {"evals/checks.py": checks, "evals/a.yaml": ""})
-    repo = Repo.open(root)
-    return materialize(repo, str(repo.tree("main").id))
+    return State.from_tree(Repo.open(root), "main")
 
 
 def test_python_check_from_evals(tmp_path):
-    root = _materialized_root(tmp_path, (
+    root = _exam_state(tmp_path, (
         "def polite(output, context):\n    return 'please' in output, 'looked for please'\n"
         "def score(output, context):\n    return len(output) / 10\n"
         "def uses_input(output, context):\n    return {'pass': output == context['input']['q'], 'reason': 'echo'}\n"
     ))
-    ctx = AssertContext(root=root, case_input={"q": "hi"})
+    ctx = AssertContext(exam=root, case_input={"q": "hi"})
     assert check({"type": "python", "value": "evals/checks.py:polite"}, "yes please", ctx) == (
         True, "python: evals/checks.py:polite passed: looked for please")
     assert check({"type": "python", "value": "evals/checks.py:score", "threshold": 0.5}, "abc", ctx)[0] is False
@@ -100,15 +104,16 @@ def test_python_check_from_evals(tmp_path):
     assert check({"type": "not-python", "value": "evals/checks.py:polite"}, "no", ctx)[0] is True
 
 
-def test_python_check_outside_evals_is_refused(tmp_path):
-    root = _materialized_root(tmp_path, "def f(o, c):\n    return True\n")
-    ctx = AssertContext(root=root)
-    passed, reason = check({"type": "python", "value": "manifest.yaml:f"}, "x", ctx)
-    assert passed is False and "not a file under evals/" in reason
-    passed, reason = check({"type": "python", "value": "evals/../manifest.yaml:f"}, "x", ctx)
-    assert passed is False and "not a file under evals/" in reason
-    passed, reason = check({"type": "python", "value": "evals/checks.py:nope"}, "x", ctx)
-    assert passed is False and "no function 'nope'" in reason
+@pytest.mark.parametrize("ref, message", [
+    ("manifest.yaml:f", "not a file under evals/"),
+    ("evals/../manifest.yaml:f", "not a file under evals/"),
+    ("evals/missing.py:f", "not a file under evals/"),
+    ("evals/checks.py:nope", "no function 'nope'"),
+])
+def test_a_python_check_that_cannot_be_loaded_cannot_be_evaluated(tmp_path, ref, message):
+    ctx = AssertContext(exam=_exam_state(tmp_path, "def f(o, c):\n    return True\n"))
+    with pytest.raises(AssertionSetupError, match=message):
+        check({"type": "python", "value": ref}, "x", ctx)
 
 
 class _Grader(BaseHTTPRequestHandler):
@@ -160,8 +165,8 @@ def test_llm_rubric_asks_the_model_once_and_caches(tmp_path, grader, monkeypatch
     assert _Grader.calls == 2  # the repeated (model, rubric, output) came from the cache
 
 
-def test_llm_rubric_without_a_key_fails_clearly(tmp_path):
+def test_llm_rubric_without_a_key_cannot_be_evaluated(tmp_path):
     ctx = AssertContext(llm={"evolver": {"openai": {"api_key_env": "NO_SUCH_KEY_VAR"}}})
     os.environ.pop("NO_SUCH_KEY_VAR", None)
-    passed, reason = check({"type": "llm-rubric", "value": "polite"}, "x", ctx)
-    assert passed is False and "NO_SUCH_KEY_VAR is not set" in reason
+    with pytest.raises(AssertionSetupError, match="NO_SUCH_KEY_VAR is not set"):
+        check({"type": "llm-rubric", "value": "polite"}, "x", ctx)

@@ -6,8 +6,8 @@ import json
 
 from aevolve import schemas
 from aevolve.gate import gate
-from aevolve.notes import gate_accepts, read_gate_report
-from conftest import git, run_cli
+from aevolve.notes import read_gate_report
+from conftest import admissible, git, run_cli
 from gate_support import GateRepo, cases_yaml
 
 ANSWERS = {"a": "right", "b": "right", "c": "wrong"}
@@ -25,7 +25,7 @@ def test_improvement_is_accepted_and_noted_on_the_exact_commit(tmp_path):
     data = json.loads(proc.stdout)
     assert data["decision"] == "accept" and data["improvements"] == ["c"] and data["regressions"] == []
     assert schemas.errors("gate-report", data) == []
-    assert gate_accepts(g.repo, commit)
+    assert admissible(g.repo, commit)
     assert read_gate_report(g.repo, commit)["candidate"] == commit
     assert git(g.path, "rev-parse", "main") != commit  # gating never moves main
 
@@ -91,7 +91,7 @@ def test_candidate_that_edits_its_exam_is_rejected_without_running(tmp_path):
     proc = run_cli("gate", "evolve/cheat", "--json", cwd=g.path)
     assert proc.returncode == 100
     data = json.loads(proc.stdout)
-    assert data["static"] and "protected path(s) differ from the baseline" in data["static"][0]
+    assert data["static"] and "an evolver commit may change only the evolvable layers" in data["static"][0]
     assert "evals/suite.yaml" in data["reasons"][0]
     assert g.runs() == 0
 
@@ -133,7 +133,8 @@ def test_no_runner_configured_is_a_clear_error(tmp_path):
     g = make(tmp_path)
     main = str(g.repo.resolve("main").id)
     g.repo.update_ref("refs/heads/main", g.branch("noconf", {"aevolve.yaml": "version: 1\n"}), main)
-    proc = run_cli("gate", "main", cwd=g.path)
+    g.answers_branch("evolve/x", a="right")
+    proc = run_cli("gate", "evolve/x", cwd=g.path)
     assert proc.returncode == 1 and "no runner configured: set gate.runner" in proc.stderr
 
 

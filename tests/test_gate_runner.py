@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 from aevolve.gate import gate
-from aevolve.gate.materialize import materialize, trees_dir
-from aevolve.gate.runner import RunnerConfig, parse_stdout, run_once
+from aevolve.gate.materialize import CONCURRENT_CHANGE, materialize, trees_dir
+from aevolve.gate.runner import RunnerConfig, RunResult, parse_stdout, run_once, tampered
 from gate_support import GateRepo, cases_yaml
 
 PROBE = """\
@@ -109,6 +109,70 @@ def test_runner_that_cannot_start_is_an_error(tmp_path, state_repo):
     root = materialize(repo, str(repo.tree("main").id))
     result = run_once(RunnerConfig((str(tmp_path / "missing-program"),), 5), root, "x", {})
     assert result.status == "error" and "cannot start runner" in result.error
+
+
+def _root(state_repo):
+    from aevolve.repo import Repo
+
+    repo = Repo.open(state_repo)
+    return materialize(repo, str(repo.tree("main").id))
+
+
+def test_a_runner_that_is_not_found_is_a_start_error(state_repo):
+    result = run_once(RunnerConfig(("definitely-not-a-command-xyz",), 5), _root(state_repo), "x", {})
+    assert (result.status, result.error_kind) == ("error", "start")
+    assert "cannot start runner 'definitely-not-a-command-xyz'" in result.error
+
+
+def test_a_runner_that_is_not_executable_or_has_no_state_dir_is_a_start_error(tmp_path, state_repo):
+    script = tmp_path / "agent.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    assert run_once(RunnerConfig((str(script),), 5), _root(state_repo), "x", {}).error_kind == "start"
+    config = RunnerConfig((sys.executable, "-c", "print(1)"), 5)
+    assert run_once(config, tmp_path / "no-such-dir", "x", {}).error_kind == "start"
+
+
+def test_a_non_zero_exit_is_an_exit_error(state_repo):
+    config = RunnerConfig((sys.executable, "-c", "import sys; sys.exit(7)"), 5)
+    result = run_once(config, _root(state_repo), "x", {})
+    assert (result.status, result.error_kind, result.exit_code) == ("error", "exit", 7)
+
+
+def test_a_runner_past_its_timeout_is_a_timeout_error(state_repo):
+    config = RunnerConfig((sys.executable, "-c", "import time; time.sleep(30)"), 0.5)
+    result = run_once(config, _root(state_repo), "x", {})
+    assert (result.status, result.error_kind) == ("error", "timeout")
+
+
+def test_a_successful_run_has_no_error_kind(state_repo):
+    result = run_once(RunnerConfig((sys.executable, "-c", "print('hi')"), 5), _root(state_repo), "x", {})
+    assert (result.status, result.output, result.error_kind) == ("ok", "hi", "")
+
+
+def test_error_kind_survives_the_cache_round_trip_and_old_dicts_still_load():
+    run = RunResult("error", error="runner exited with status 2", exit_code=2, error_kind="exit")
+    assert RunResult.from_dict(run.to_dict()) == run
+    old = {"status": "ok", "output": "hi", "cost": None, "steps": None, "latency_ms": 3.0,
+           "exit_code": 0, "error": "", "stderr": ""}  # cached before error_kind existed
+    loaded = RunResult.from_dict(old, cached=True)
+    assert loaded.output == "hi" and loaded.error_kind == "" and loaded.cached is True
+
+
+def test_tampered_turns_a_run_into_an_error_naming_at_most_five_paths():
+    run = RunResult("ok", output="42", exit_code=0, latency_ms=5.0)
+    paths = [f"prompts/p{n}.md" for n in range(7)]
+    bad = tampered(run, paths)
+    assert (bad.status, bad.error_kind, bad.output) == ("error", "tampered", "42")
+    assert bad.error == ("runner wrote into its read-only state dir: prompts/p0.md, prompts/p1.md, "
+                         "prompts/p2.md, prompts/p3.md, prompts/p4.md (and 2 more)")
+    assert run.status == "ok"  # the original is left as it was
+
+
+def test_tampered_by_a_concurrent_run_says_so():
+    bad = tampered(RunResult("ok"), [CONCURRENT_CHANGE])
+    assert bad.error_kind == "tampered" and "modified by a concurrent run" in bad.error
+    assert "wrote into" not in bad.error
 
 
 def test_flaky_runner_with_repeats_neither_blocks_nor_admits(tmp_path):

@@ -7,9 +7,7 @@ import sys
 
 import pytest
 from conftest import git, make_state_repo, run_cli, write
-
-from aevolve.notes import write_gate_report
-from aevolve.repo import Repo
+from test_hooks_server import note, verdict
 
 BAD_SKILL = "---\nname: Wrong_Name\ndescription: x\n---\nbody\n"
 GOOD_SKILL = "---\nname: verify\ndescription: Verify ids before answering.\n---\n\nCheck the id.\n"
@@ -182,42 +180,105 @@ def test_install_refuses_when_the_hook_cannot_be_chained_and_force_keeps_a_backu
 
 @pytest.fixture
 def pushing(repo, tmp_path):
+    """(repo with hooks, its bare remote `origin` that already has main: the baseline)."""
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo, "remote", "add", "origin", str(bare))
+    assert git_push(repo, "origin", "main").returncode == 0
     return repo, bare
+
+
+def git_push(cwd, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "push", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def change(repo, text: str = "Be brief.\n") -> str:
+    write(repo, {"prompts/system.md": text})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "prompt: shorter")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def test_pre_push_lets_the_first_main_through_to_an_empty_remote(repo, tmp_path):
+    bare = tmp_path / "empty.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    result = git_push(repo, str(bare), "main")
+    assert result.returncode == 0, result.stderr
+    assert git(bare, "rev-parse", "main") == git(repo, "rev-parse", "HEAD")
 
 
 def test_pre_push_refuses_an_ungated_main_and_names_the_commit(pushing):
     repo, bare = pushing
-    head = git(repo, "rev-parse", "HEAD")
-    result = subprocess.run(["git", "push", "origin", "main"], cwd=repo, capture_output=True, text=True)
+    old = git(bare, "rev-parse", "main")
+    head = change(repo)
+    result = git_push(repo, "origin", "main")
     assert result.returncode != 0
-    assert f"refusing to push main at {head[:12]}" in result.stderr
-    assert "aevolve gate" in result.stderr and "git push origin main refs/notes/aevolve" in result.stderr
-    assert git(bare, "for-each-ref") == ""
+    assert f"refusing to push main at {head[:12]} (prompt: shorter) to origin" in result.stderr
+    assert f"{head[:12]} (prompt: shorter): it has no gate note" in result.stderr
+    assert "git push origin main refs/notes/aevolve" in result.stderr
+    assert git(bare, "rev-parse", "main") == old
 
 
-def test_pre_push_lets_a_gated_main_and_other_branches_through(pushing):
+def test_pre_push_lets_a_verified_main_and_other_branches_through(pushing):
     repo, bare = pushing
     git(repo, "branch", "evolve/a")
-    assert subprocess.run(["git", "push", "-q", "origin", "evolve/a"], cwd=repo, capture_output=True).returncode == 0
-    head = git(repo, "rev-parse", "HEAD")
-    write_gate_report(Repo.open(repo), {"version": 1, "candidate": head, "decision": "accept", "reasons": []})
-    result = subprocess.run(["git", "push", "origin", "main", "refs/notes/aevolve"], cwd=repo, capture_output=True, text=True)
+    assert git_push(repo, "origin", "evolve/a").returncode == 0
+    head = change(repo)
+    note(repo, head, verdict(repo, head))
+    result = git_push(repo, "origin", "main", "refs/notes/aevolve")
     assert result.returncode == 0, result.stderr
     assert git(bare, "rev-parse", "main") == head
+
+
+def test_pre_push_refuses_a_verdict_gated_against_the_commit_itself(pushing):
+    repo, bare = pushing
+    head = change(repo)
+    note(repo, head, verdict(repo, head, baseline=head))
+    result = git_push(repo, "origin", "main", "refs/notes/aevolve")
+    assert result.returncode != 0
+    assert "its note was gated against itself" in result.stderr
+    assert git(bare, "for-each-ref", "refs/notes/") == ""
+
+
+def test_pre_push_refuses_a_hand_written_accept_note(pushing):
+    repo, _ = pushing
+    head = change(repo)
+    note(repo, head, {"decision": "accept", "candidate": head})
+    result = git_push(repo, "origin", "main", "refs/notes/aevolve")
+    assert result.returncode != 0
+    assert f"{head[:12]} (prompt: shorter): its note was gated against None" in result.stderr
+
+
+def test_pre_push_counts_a_verdict_fetched_from_the_remote(pushing, tmp_path):
+    repo, bare = pushing
+    head = change(repo)
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(bare), str(other))
+    git(other, "fetch", "-q", str(repo), "main")
+    note(other, head, verdict(other, head))  # someone else (CI) gated it and pushed the note
+    git(other, "push", "-q", "--no-verify", "origin", "refs/notes/aevolve")
+    git(repo, "fetch", "-q", "origin", "+refs/notes/aevolve:refs/notes/remotes/origin/aevolve")
+    assert git(repo, "rev-parse", "-q", "--verify", "refs/notes/aevolve", check=False) == ""
+    result = git_push(repo, "origin", "main")
+    assert result.returncode == 0, result.stderr
 
 
 def test_pre_push_refuses_deleting_main(pushing):
     repo, bare = pushing
     head = git(repo, "rev-parse", "HEAD")
-    write_gate_report(Repo.open(repo), {"version": 1, "candidate": head, "decision": "accept", "reasons": []})
-    git(repo, "push", "-q", "origin", "main", "refs/notes/aevolve")
-    result = subprocess.run(["git", "push", "origin", ":main"], cwd=repo, capture_output=True, text=True)
+    result = git_push(repo, "origin", ":main")
     assert result.returncode != 0
     assert "refusing to delete main" in result.stderr
     assert git(bare, "rev-parse", "main") == head
+
+
+def test_pre_push_refuses_a_tag_named_main(pushing):
+    repo, bare = pushing
+    git(repo, "tag", "main")
+    result = git_push(repo, "origin", "refs/tags/main")
+    assert result.returncode != 0
+    assert "refusing to push the tag 'main'" in result.stderr
+    assert git(bare, "tag", "--list") == ""
 
 
 def test_hooks_list_reports_installed_hooks(repo):
@@ -241,6 +302,7 @@ def test_install_into_a_bare_repository_without_server_is_a_usage_error(tmp_path
 
 def test_pre_push_to_a_url_still_checks_the_gate(pushing):
     repo, bare = pushing
-    result = subprocess.run(["git", "push", str(bare), "main"], cwd=repo, capture_output=True, text=True)
+    change(repo)
+    result = git_push(repo, str(bare), "main")
     assert result.returncode != 0
     assert "refusing to push main" in result.stderr

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 from conftest import git, make_state_repo, run_cli, write
 
-from aevolve.notes import write_gate_report
 from aevolve.repo import Repo
 
 
@@ -15,8 +15,32 @@ def push(cwd, *args) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "push", *args], cwd=cwd, capture_output=True, text=True)
 
 
+def verdict(clone, commit: str, *, decision: str = "accept", key=None, **fields) -> dict:
+    """A gate report on exactly the step commit^1 -> commit (what the gate writes), signed
+    with the private key file `key` when given; `fields` override any part of it."""
+    from aevolve.exam import exam_digest
+    from aevolve.signing import NAMESPACE_VERDICT, SigningKey, sign
+    from aevolve.verdicts import GitReader, verdict_payload
+
+    reader = GitReader(Repo.open(clone))
+    info = reader.commit(commit)
+    parent_tree = reader.commit(info.parents[0]).tree
+    report = {"version": 1, "candidate": commit, "baseline": info.parents[0], "candidate_tree": info.tree,
+              "exam_digest": exam_digest(reader.files(parent_tree), reader.reader(parent_tree)),
+              "decision": decision, "reasons": [], **fields}
+    if key is not None:
+        report["signature"] = sign(SigningKey(str(key), "ci@example.com", "test"),
+                                   verdict_payload(report), NAMESPACE_VERDICT)
+    return report
+
+
+def note(clone, commit: str, report: dict) -> str:
+    """Write `report` as the gate note of `commit` in the clone; the new notes commit."""
+    return Repo.open(clone).write_note(commit, json.dumps(report, indent=2).encode())
+
+
 def gate_note(clone, commit: str, decision: str = "accept") -> None:
-    write_gate_report(Repo.open(clone), {"version": 1, "candidate": commit, "decision": decision, "reasons": []})
+    note(clone, commit, verdict(clone, commit, decision=decision))
 
 
 def commit_change(clone, files: dict, message: str) -> str:
@@ -72,8 +96,11 @@ def test_ungated_main_is_refused_and_the_message_says_what_to_do(remote):
     new = commit_change(clone, {"prompts/system.md": "Be brief.\n"}, "prompt: shorter\n")
     result = push(clone, "origin", "main")
     assert result.returncode != 0
-    assert f"remote: aevolve: refusing main at {new[:12]}: it has no accepting gate note" in result.stderr
+    assert f"remote: aevolve: refusing main {old[:12]} -> {new[:12]}" in result.stderr
+    assert f"{new[:12]} (prompt: shorter): it has no gate note" in result.stderr
+    assert "The push carried no notes ref" in result.stderr
     assert "git push origin main refs/notes/aevolve" in result.stderr
+    assert "--no-verify" not in result.stderr
     assert git(bare, "rev-parse", "refs/heads/main") == old
 
 
@@ -83,7 +110,7 @@ def test_a_rejecting_note_does_not_let_main_through(remote):
     gate_note(clone, new, decision="reject")
     result = push(clone, "origin", "main", "refs/notes/aevolve")
     assert result.returncode != 0
-    assert "no accepting gate note" in result.stderr
+    assert "the gate did not accept it (decision 'reject')" in result.stderr
     assert git(bare, "rev-parse", "refs/heads/main") != new
     assert git(bare, "for-each-ref", "refs/notes/") == ""  # the whole push was refused
 
@@ -96,7 +123,7 @@ def test_non_fast_forward_main_is_refused_even_with_force_and_a_note(remote):
     )
     assert rewritten.returncode == 0
     new = git(clone, "rev-parse", "HEAD")
-    gate_note(clone, new)
+    note(clone, new, {"version": 1, "candidate": new, "decision": "accept", "reasons": []})
     result = push(clone, "--force", "origin", "main", "refs/notes/aevolve")
     assert result.returncode != 0
     assert "refusing a non-fast-forward update of main" in result.stderr
@@ -156,7 +183,7 @@ def test_evolver_commit_inside_its_layers_and_a_human_eval_change_are_accepted(r
 
 def test_rewriting_the_gate_notes_is_refused(remote):
     bare, clone = remote
-    head = git(clone, "rev-parse", "HEAD")
+    head = commit_change(clone, {"prompts/system.md": "Be brief.\n"}, "prompt: shorter\n")
     gate_note(clone, head)
     git(clone, "push", "-q", "origin", "refs/notes/aevolve")
     git(clone, "update-ref", "-d", "refs/notes/aevolve")
@@ -164,6 +191,8 @@ def test_rewriting_the_gate_notes_is_refused(remote):
     result = push(clone, "--force", "origin", "refs/notes/aevolve")
     assert result.returncode != 0
     assert "non-fast-forward update of refs/notes/aevolve" in result.stderr
+    assert "git update-ref refs/notes/aevolve refs/notes/remotes/origin/aevolve" in result.stderr
+    assert "notes merge" not in result.stderr
 
 
 def test_the_first_main_pushed_to_an_empty_remote_is_the_baseline(tmp_path):

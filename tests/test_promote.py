@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SAMPLE_STATE, git, make_state_repo, run_cli
+from conftest import SAMPLE_STATE, admissible, git, make_state_repo, run_cli, verdict_for
 
 from aevolve import schemas
 from aevolve.errors import Conflict, GateRejected
 from aevolve.gate.promote import NotGated, promote
-from aevolve.notes import gate_accepts, write_gate_report
+from aevolve.notes import write_gate_report
 from aevolve.repo import MAIN, NOTES_REF, Repo
 
 
@@ -21,8 +21,7 @@ def report(commit: str, decision: str = "accept", **extra) -> dict:
 
 
 def accept(repo: Repo, commit: str) -> None:
-    """An accepting verdict against the current main, as the gate would write it."""
-    write_gate_report(repo, report(commit, baseline=repo.ref_target(MAIN)))
+    write_gate_report(repo, verdict_for(repo, commit))
 
 
 def candidate(repo: Repo, files: dict, branch: str | None = None, parent: str | None = None) -> str:
@@ -64,7 +63,7 @@ def test_accepted_candidate_moves_main_and_its_note_is_on_main(repo):
 def test_candidate_without_a_note_is_refused_and_main_stays(repo):
     old = repo.ref_target(MAIN)
     cand = candidate(repo, {"prompts/system.md": "x\n"}, branch="evolve/ungated")
-    with pytest.raises(NotGated, match="no gate report that accepts it"):
+    with pytest.raises(NotGated, match="it has no gate note"):
         promote(repo, cand, regate=False)
     assert repo.ref_target(MAIN) == old
 
@@ -72,7 +71,7 @@ def test_candidate_without_a_note_is_refused_and_main_stays(repo):
 def test_rejected_candidate_is_refused_with_the_reasons(repo):
     old = repo.ref_target(MAIN)
     cand = candidate(repo, {"prompts/system.md": "x\n"})
-    write_gate_report(repo, {**report(cand, "reject"), "reasons": ["refund-window regressed"]})
+    write_gate_report(repo, {**verdict_for(repo, cand, "reject"), "reasons": ["refund-window regressed"]})
     with pytest.raises(GateRejected, match="refund-window regressed") as err:
         promote(repo, cand, regate=False)
     assert err.value.exit_code == 100
@@ -82,7 +81,7 @@ def test_rejected_candidate_is_refused_with_the_reasons(repo):
 def test_a_note_on_the_parent_does_not_count(repo):
     old = repo.ref_target(MAIN)
     cand = candidate(repo, {"prompts/system.md": "x\n"})
-    accept(repo, old)
+    write_gate_report(repo, report(old))
     with pytest.raises(NotGated):
         promote(repo, cand, regate=False)
     assert repo.ref_target(MAIN) == old
@@ -92,15 +91,15 @@ def test_a_note_naming_another_commit_does_not_count(repo):
     old = repo.ref_target(MAIN)
     cand = candidate(repo, {"prompts/system.md": "x\n"})
     repo.write_note(cand, json.dumps(report(old)).encode())  # accepts the parent, stored on cand
-    with pytest.raises(GateRejected):
+    with pytest.raises(NotGated, match="verdict on another commit"):
         promote(repo, cand, regate=False)
     assert repo.ref_target(MAIN) == old
 
 
 def test_a_shard_report_does_not_count(repo):
     cand = candidate(repo, {"prompts/system.md": "x\n"})
-    write_gate_report(repo, report(cand, shard={"index": 1, "count": 2}))
-    with pytest.raises(GateRejected):
+    write_gate_report(repo, verdict_for(repo, cand, shard={"index": 1, "count": 2}))
+    with pytest.raises(NotGated, match="partial shard report"):
         promote(repo, cand, regate=False)
 
 
@@ -129,7 +128,7 @@ def test_the_note_is_kept_when_the_notes_ref_holds_other_notes(repo):
     notes_before = repo.ref_target(NOTES_REF)
     promote(repo, cand, regate=False)
     assert repo.ref_target(NOTES_REF) == notes_before  # verified, not rewritten
-    assert gate_accepts(repo, repo.ref_target(MAIN))
+    assert admissible(repo, repo.ref_target(MAIN))
 
 
 # -- the checkout ------------------------------------------------------------------
@@ -259,14 +258,14 @@ def test_cli_promotes_and_prints_json(repo):
 def test_cli_exit_codes_tell_refusals_apart(repo):
     root = repo.workdir
     rejected = candidate(repo, {"prompts/system.md": "r\n"})
-    write_gate_report(repo, report(rejected, "reject"))
+    write_gate_report(repo, verdict_for(repo, rejected, "reject"))
     ungated = candidate(repo, {"prompts/system.md": "u\n"})
     dirty = candidate(repo, {"prompts/system.md": "d\n"})
     accept(repo, dirty)
     (root / "prompts/system.md").write_text("local\n")
     assert run_cli("promote", rejected, "--no-regate", cwd=root).returncode == 100
     proc = run_cli("promote", ungated, "--no-regate", cwd=root)
-    assert proc.returncode == 1 and "no gate report" in proc.stderr
+    assert proc.returncode == 1 and "no gate note" in proc.stderr
     proc = run_cli("promote", dirty, "--no-regate", "--json", cwd=root)
     assert proc.returncode == 6
     assert json.loads(proc.stdout)["files"] == ["prompts/system.md"]
@@ -339,7 +338,7 @@ def test_moved_main_rebases_merges_memory_and_gates_again(gated):
     ids = [json.loads(l)["id"] for l in (root / "memory/episodic.jsonl").read_text().splitlines()]
     assert ids == ["m-1", "a", "b"]
     assert gated.ref_target("refs/heads/evolve/b") == result.new and result.branch_moved
-    assert gate_accepts(gated, result.new)
+    assert admissible(gated, result.new)
     assert status(root) == ""
 
 
@@ -361,7 +360,7 @@ def test_cli_promote_of_an_ungated_branch_gates_it(gated):
     proc = run_cli("promote", "evolve/p", cwd=gated.workdir)
     assert proc.returncode == 0, proc.stderr
     assert "promoted main" in proc.stdout
-    assert gate_accepts(gated, gated.ref_target(MAIN))
+    assert admissible(gated, gated.ref_target(MAIN))
     assert subprocess.run(["git", "fsck", "--no-dangling"], cwd=gated.workdir, capture_output=True).returncode == 0
 
 
@@ -373,7 +372,7 @@ def test_refused_promotion_keeps_the_gate_verdict_it_computed(gated):
     with pytest.raises(Conflict, match="prompts/system.md"):
         promote(gated, cand)
     assert gated.ref_target(MAIN) == old
-    assert gate_accepts(gated, cand)  # a second `promote` after cleaning up runs nothing
+    assert admissible(gated, cand)  # a second `promote` after cleaning up runs nothing
     (root / "prompts/system.md").write_text(SAMPLE_STATE["prompts/system.md"])
     result = promote(gated, cand)
     assert result.new == cand and not result.gated
@@ -383,10 +382,10 @@ def test_a_verdict_against_an_older_main_is_stale_and_does_not_move_main(repo):
     old_main = repo.ref_target(MAIN)
     middle = candidate(repo, {"prompts/a.md": "a\n"})
     tip = candidate(repo, {"prompts/b.md": "b\n"}, parent=middle)
-    accept(repo, tip)  # gated against old_main
+    write_gate_report(repo, {**verdict_for(repo, tip), "baseline": old_main})  # the whole branch at once
     accept(repo, middle)
     promote(repo, middle, regate=False)  # main moves to an ancestor of tip
 
-    with pytest.raises(NotGated, match="gated against .* but main is now"):
+    with pytest.raises(NotGated, match="gated against .* but its parent is"):
         promote(repo, tip, regate=False)
     assert repo.ref_target(MAIN) == middle != old_main

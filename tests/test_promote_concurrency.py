@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
-from conftest import SAMPLE_STATE, git, make_state_repo
+from conftest import SAMPLE_STATE, admissible, git, make_state_repo, verdict_for
 
-from aevolve.notes import gate_accepts, write_gate_report
+from aevolve.notes import write_gate_report
 from aevolve.repo import MAIN, NOTES_REF, Repo
 
 WORKER = """\
@@ -87,7 +87,7 @@ def test_parallel_promotions_without_regate_admit_one_and_refuse_the_rest_clearl
     base = repo.ref_target(MAIN)
     cands = [commit_on(repo, base, {f"prompts/p{i}.md": f"{i}\n"}, f"evolve: p{i}\n") for i in range(8)]
     for c in cands:
-        write_gate_report(repo, {"version": 1, "candidate": c, "baseline": base, "decision": "accept", "reasons": ["ok"]})
+        write_gate_report(repo, verdict_for(repo, c))
     outs, noise = race(tmp_path, repo, cands, regate=False)
 
     winners = [c for c, o in zip(cands, outs) if o["outcome"] == "promoted"]
@@ -95,7 +95,7 @@ def test_parallel_promotions_without_regate_admit_one_and_refuse_the_rest_clearl
     assert repo.ref_target(MAIN) == winners[0]
     losers = [o for o in outs if o["outcome"] != "promoted"]
     assert all(o["code"] == 6 and "moved since" in o["message"] for o in losers), losers
-    assert gate_accepts(repo, repo.ref_target(MAIN))
+    assert admissible(repo, repo.ref_target(MAIN))
     assert noise > 0  # the notes ref really moved during the race
     assert git(repo.workdir, "status", "--porcelain") == ""
     assert git(repo.workdir, "fsck", "--no-dangling") == ""
@@ -123,7 +123,7 @@ def test_parallel_promotions_with_the_real_gate_all_land_each_with_its_note(tmp_
     tip = repo.ref_target(MAIN)
     chain = first_parent_chain(repo, tip, base)
     assert len(chain) == 6
-    assert all(gate_accepts(repo, c) for c in chain)  # every commit main ever pointed at is gated
+    assert all(admissible(repo, c) for c in chain)  # every commit main ever pointed at is gated
     assert sorted(o["new"] for o in outs) == sorted(chain)
     final = repo.read(repo.resolve(tip).tree, "memory/episodic.jsonl").decode()
     ids = [json.loads(line)["id"] for line in final.splitlines()]

@@ -221,3 +221,66 @@ def test_the_benchmark_smoke_run_prints_a_table():
     rows = [line.split()[0] for line in proc.stdout.splitlines()]
     assert "operation" in rows and "git" in rows and "aevolve" in rows and "propose()" in rows
     assert "vs git" in proc.stdout and "1.00x" in proc.stdout
+
+
+# -- secrets never leave the machine -----------------------------------------------------
+
+GITHUB_LIKE = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+RUN_TOKEN = "run-token-of-this-machine-42"
+
+
+def test_cli_a_token_quoted_in_the_rationale_is_committed_redacted(state_repo, tmp_path):
+    from click.testing import CliRunner
+
+    from aevolve.cli import cli
+
+    edits = tmp_path / "edits.yaml"
+    edits.write_text("- op: write\n  path: prompts/extra.md\n  content: be kind\n")
+    result = CliRunner().invoke(cli, [
+        "-C", str(state_repo), "propose", "--evolver", "patch", "--edits", str(edits), "--title", "add kindness",
+        "--diagnosis", f"The agent printed {GITHUB_LIKE} to a user (obs-1).", "--change", "adds a prompt",
+        "--expected-effect", "kinder", "--json"])
+
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    message = git(state_repo, "log", "-1", "--format=%B", doc["commit"])
+    assert "The agent printed [REDACTED GitHub token] to a user (obs-1)." in message
+    assert GITHUB_LIKE not in message and GITHUB_LIKE not in result.output
+
+
+def test_a_rationale_holding_a_secret_variables_value_is_refused_and_nothing_is_written(state_repo, monkeypatch):
+    monkeypatch.setenv("DEPLOY_TOKEN", RUN_TOKEN)
+    objects_before = git(state_repo, "count-objects", "-v")
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(state_repo, evolver=Scripted(make(expected_effect=f"Greets users; token {RUN_TOKEN} stays valid.")))
+
+    assert error.value.exit_code == 5
+    assert "$DEPLOY_TOKEN (in the rationale's Expected effect)" in str(error.value)
+    assert RUN_TOKEN not in str(error.value)
+    assert branches(state_repo) == [] and git(state_repo, "count-objects", "-v") == objects_before
+
+
+def test_every_field_holding_the_value_is_named(state_repo, monkeypatch):
+    monkeypatch.setenv("DEPLOY_TOKEN", RUN_TOKEN)
+    leaky = make(Edit("write", "prompts/extra.md", content=f"Use {RUN_TOKEN}.\n"), title=f"use {RUN_TOKEN}")
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(state_repo, evolver=Scripted(leaky), dry_run=True)
+
+    assert "$DEPLOY_TOKEN (in the rationale's title, edit 1 (prompts/extra.md))" in str(error.value)
+
+
+def test_a_crashing_evolvers_message_is_reported_without_secret_values(state_repo, monkeypatch):
+    monkeypatch.setenv("DEPLOY_TOKEN", RUN_TOKEN)
+
+    class Crashing:
+        name = "crashing"
+
+        def propose(self, ctx):
+            raise RuntimeError(f"could not log in with {RUN_TOKEN}")
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(state_repo, evolver=Crashing())
+
+    assert "could not log in with [REDACTED]" in str(error.value)

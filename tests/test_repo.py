@@ -12,7 +12,7 @@ import pytest
 from conftest import git, make_state_repo, write
 
 from aevolve.errors import LockBusy, RefMoved, RefNotFound
-from aevolve.repo import MAIN, NOTES_REF, ZERO, Repo
+from aevolve.repo import MAIN, ZERO, Repo
 
 ROOT = Path(__file__).resolve().parents[1]
 

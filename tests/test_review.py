@@ -134,3 +134,67 @@ def test_review_of_a_plain_git_branch_shows_its_message(state_repo):
 def test_review_of_an_unknown_branch_is_a_clear_error(state_repo, cli):
     proc = cli("review", "evolve/nope", cwd=state_repo)
     assert proc.returncode == 1 and "unknown revision 'evolve/nope'" in proc.stderr
+
+
+# -- secrets never leave the machine -----------------------------------------------------
+
+RUN_KEY = "sk-run-key-of-this-machine-0123456789"
+
+
+def leaky_note(repo: Repo, branch: str, state_repo) -> None:
+    tip, main = git(state_repo, "rev-parse", branch), git(state_repo, "rev-parse", "main")
+    note(repo, tip, main, "reject", [
+        case("refund-window", "regression", 1, 0, regressed=True, failures=[f"runner stderr: auth {RUN_KEY} failed"])],
+        reasons=[f"runner printed {RUN_KEY}"])
+
+
+def test_cli_review_prints_a_gate_notes_secret_values_redacted(state_repo, monkeypatch):
+    from click.testing import CliRunner
+
+    from aevolve.cli import cli
+
+    repo = Repo.open(state_repo)
+    branch = propose(repo)
+    leaky_note(repo, branch, state_repo)
+    monkeypatch.setenv("OPENAI_API_KEY", RUN_KEY)  # after the note: review must not rely on the writer
+
+    result = CliRunner().invoke(cli, ["-C", str(state_repo), "review", branch])
+
+    assert result.exit_code == 0, result.output
+    assert RUN_KEY not in result.output
+    assert "- runner printed [REDACTED]" in result.output
+    assert "runner stderr: auth [REDACTED] failed" in result.output
+
+
+def test_review_json_is_redacted_too(state_repo, monkeypatch):
+    from click.testing import CliRunner
+
+    from aevolve.cli import cli
+
+    repo = Repo.open(state_repo)
+    branch = propose(repo)
+    leaky_note(repo, branch, state_repo)
+    monkeypatch.setenv("OPENAI_API_KEY", RUN_KEY)  # after the note: review must not rely on the writer
+
+    result = CliRunner().invoke(cli, ["-C", str(state_repo), "review", branch, "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert RUN_KEY not in result.output
+    assert json.loads(result.output)["gate"]["reasons"] == ["runner printed [REDACTED]"]
+
+
+def test_review_redacts_the_key_variable_aevolve_yaml_names(tmp_path, monkeypatch):
+    from conftest import SAMPLE_STATE, make_state_repo
+
+    from aevolve.config import TEMPLATE
+
+    files = {**SAMPLE_STATE, "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
+    root = make_state_repo(tmp_path / "state", files)
+    repo = Repo.open(root)
+    branch = propose(repo)
+    leaky_note(repo, branch, root)
+    monkeypatch.setenv("LLM_CREDENTIAL", RUN_KEY)
+
+    md = review(repo, branch)
+
+    assert RUN_KEY not in md and "runner printed [REDACTED]" in md

@@ -30,6 +30,8 @@ COMMANDS = {
     "review": "aevolve.cli.review_cmds:review_cmd",
     "log": "aevolve.cli.review_cmds:log_cmd",
     "rollback": "aevolve.cli.review_cmds:rollback_cmd",
+    "approve": "aevolve.cli.trust_cmds:approve_cmd",
+    "verify": "aevolve.cli.trust_cmds:verify_cmd",
 }
 
 

@@ -50,7 +50,7 @@ def _load_reports(paths: tuple[str, ...]) -> list[dict]:
 @json_option
 @click.pass_context
 def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promote, as_json) -> int:
-    """Gate BRANCH (default: HEAD) against --base: exit 0 accepted, 100 rejected.
+    """Gate BRANCH (default: HEAD) against --base: exit 0 accepted, 100 rejected, 1 error.
 
     Runs every case of the baseline's evals/ on both commits (cached by
     content), checks the candidate statically, decides by the baseline's
@@ -73,29 +73,64 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
             raise UsageError(f"one BRANCH at a time (got {len(args)}); to merge shard reports use --collect")
         if promote and shard_spec:
             raise UsageError("a shard cannot promote: collect the shards first")
+        candidate = args[0] if args else "HEAD"
+        if promote and _behind(repo, candidate, base):
+            report, promoted = _gate_and_promote(repo, candidate, base)
+            _write_output(output, report.to_dict())
+            _show(report, report.to_dict(), promoted, fmt, as_json)
+            return 0
         progress = sys.stderr.isatty() and not as_json
-        report = run_gate(repo, args[0] if args else "HEAD", base=base, jobs=jobs, shard=shard_spec,
+        report = run_gate(repo, candidate, base=base, jobs=jobs, shard=shard_spec,
                           use_cache=not no_cache, progress=progress)
     data = report.to_dict()
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
+    _write_output(output, data)
     promoted = None
     if promote and report.accepted:
         from ..gate.promote import promote as do_promote
 
-        promoted = do_promote(repo, report.candidate)
+        promoted = do_promote(repo, report.candidate if collect else candidate, main=base)
+    _show(report, data, promoted, fmt, as_json)
+    return {"accept": 0, "partial": 0, "reject": 100}.get(report.decision, 1)
+
+
+def _write_output(output: str | None, data: dict) -> None:
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+
+
+def _behind(repo, candidate: str, base: str) -> bool:
+    """Is the candidate off main's line (main moved on since it was made)?"""
+    from ..verdicts import GitReader
+
+    cand, main = str(repo.resolve(candidate).id), repo.resolve_branch(base)
+    in_main = cand == main or repo.git.descendant_of(main, cand)
+    return not in_main and GitReader(repo).first_parent_chain(main, cand) is None
+
+
+def _gate_and_promote(repo, branch: str, base: str):
+    """`gate BRANCH --promote` on a branch behind main: rebase and gate it exactly as
+    `promote` does, so the verdict is about the commit that would become main."""
+    from ..gate.promote import promote as do_promote
+    from ..gate.report import GateReport
+
+    promoted = do_promote(repo, branch, main=base)
+    return GateReport.from_dict(promoted.report or {}), promoted
+
+
+def _show(report, data: dict, promoted, fmt: str, as_json: bool) -> None:
     if as_json:
         if promoted is not None:
             data = {**data, "promoted": {"old": str(promoted.old), "new": str(promoted.new),
-                                         "rebased": bool(promoted.rebased)}}
+                                         "rebased": bool(promoted.rebased), "branch_moved": promoted.branch_moved}}
         echo_json(data)
-    else:
-        click.echo(report.render(fmt))
-        if promoted is not None:
-            click.echo(f"promoted: main {str(promoted.old)[:12]} -> {str(promoted.new)[:12]}"
-                       + (" (rebased onto the moved main and gated again)" if promoted.rebased else ""))
-    if report.decision == "reject":
-        return 100
-    return 0
+        return
+    click.echo(report.render(fmt))
+    if promoted is not None:
+        click.echo(f"promoted: main {str(promoted.old)[:12]} -> {str(promoted.new)[:12]}"
+                   + (" (rebased onto the moved main and gated again)" if promoted.rebased else ""))
+        if promoted.branch_moved:
+            click.echo(f"{promoted.branch.removeprefix('refs/heads/')} now points at the rebased commit")
+    if report.decision == "error":
+        click.echo("aevolve: the gate could not judge the candidate (see above); nothing was accepted", err=True)

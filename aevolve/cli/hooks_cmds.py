@@ -20,9 +20,12 @@ def hooks_cmd() -> None:
 @click.option("--force", is_flag=True,
               help="Where a hook exists and <name>.local is taken too, set the hook aside as "
                    "<name>.aevolve-backup (kept, no longer run) instead of refusing.")
+@click.option("--allowed-signers", "allowed_signers", metavar="FILE", type=click.Path(dir_okay=False),
+              help="With --server: copy this allowed_signers file (git's ssh format) into the repository; "
+                   "main then moves only with gate verdicts signed by one of its keys.")
 @json_option
 @click.pass_context
-def install_cmd(ctx, server, force, as_json) -> None:
+def install_cmd(ctx, server, force, allowed_signers, as_json) -> None:
     """Install the client hooks: pre-commit, commit-msg, pre-push.
 
     Also configures the memory JSONL merge/diff drivers and the refspecs that
@@ -33,7 +36,7 @@ def install_cmd(ctx, server, force, as_json) -> None:
     from ..repo import Repo
 
     repo = Repo.open(server) if server else open_repo(ctx)
-    result = install(repo, server=bool(server), force=force)
+    result = install(repo, server=bool(server), force=force, allowed_signers=allowed_signers)
     if as_json:
         echo_json(result.to_dict())
         return
@@ -50,6 +53,9 @@ def install_cmd(ctx, server, force, as_json) -> None:
         click.echo(f"git config: {line}")
     for path in result.files:
         click.echo(f"updated {path} (commit it so every clone merges memory by record)")
+    if result.allowed_signers:
+        click.echo(f"allowed signers: {result.signer_keys} key(s) copied to {result.allowed_signers}; "
+                   "main now moves only with gate verdicts signed by one of them")
 
 
 @hooks_cmd.command("uninstall")

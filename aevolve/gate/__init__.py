@@ -1,16 +1,18 @@
-"""The gate: run the regression suite on a candidate and its baseline, and decide.
+"""The gate: judge one transition of the state, baseline -> candidate, and note the verdict.
 
-`gate(repo, candidate)` checks the candidate statically (it validates, protected
-paths are unchanged, it descends from the baseline), runs every case on both
-trees (cached by content), judges each case, applies the policy and notes the
-report on the candidate commit. `collect` merges the partial reports of shards.
+A verdict is about exactly one transition: a commit against its first parent.
+`gate(repo, candidate)` walks the candidate's first-parent line down to the
+baseline and judges each commit on it that has no admissible verdict yet,
+oldest first. For each transition it reads the exam from the baseline (never
+the candidate), classifies the change (evolver, manual, maintainer), checks it
+statically, runs the cases on both trees and decides. It fails closed: what it
+cannot judge is an error, never an acceptance. `collect` merges shard reports.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..api import callable_module
@@ -20,6 +22,7 @@ __all__ = ["gate", "collect", "GateReport"]
 
 FAILURES_KEPT = 3
 STDERR_IN_REPORT = 600
+SIDES = ("baseline", "candidate")
 
 
 def _now() -> str:
@@ -32,245 +35,453 @@ def _open(repo):
     return repo if isinstance(repo, Repo) else Repo.open(repo)
 
 
-def static_checks(repo, base_commit, cand_commit, base_state, cand_state, cfg) -> list[str]:
-    """Why the candidate may not even be tested: ancestry, protected paths, validity."""
-    from ..config import is_protected
+def _is_commit_id(repo, name: str) -> bool:
+    return len(name) == 40 and all(c in "0123456789abcdef" for c in name) and repo.try_resolve(name) is not None
+
+
+@dataclass
+class Transition:
+    """What is being judged: the two commits, their states, the exams and the kind of change."""
+
+    base: str
+    cand: str
+    base_state: object
+    cand_state: object
+    old: object  # Exam at the baseline
+    new: object | None  # the candidate's exam, for a maintainer change of the exam
+    kind: str  # evolver | manual | maintainer
+    outside: list[str]  # paths outside the evolvable layers
+
+    @property
+    def exam(self):
+        return self.new or self.old
+
+
+def read_transition(repo, base: str, cand: str) -> Transition:
+    from ..exam import exam_digest, outside_layers
+    from ..state import State
+    from ..verdicts import is_evolver_commit
+    from .suite import Exam
+
+    base_state, cand_state = State.from_tree(repo, base), State.from_tree(repo, cand)
+    old = Exam.of(base_state)  # the exam is always the baseline's
+    changed = [p for p in set(base_state.files) | set(cand_state.files)
+               if _entry(base_state, p) != _entry(cand_state, p)]
+    outside = outside_layers(changed, base_state.evolvable_layers(), old.cfg)
+    if is_evolver_commit(repo.git[cand].message):
+        kind = "evolver"
+    else:
+        kind = "maintainer" if outside else "manual"
+    new = None
+    if kind == "maintainer":
+        files = {p: f.oid for p, f in cand_state.files.items()}
+        if exam_digest(files, lambda p: cand_state.read(p) if p in cand_state.files else None) != old.digest:
+            new = Exam.of(cand_state)
+    return Transition(base, cand, base_state, cand_state, old, new, kind, outside)
+
+
+def _entry(state, path: str):
+    f = state.files.get(path)
+    return (f.oid, f.mode) if f else None
+
+
+def static_checks(repo, t: Transition) -> list[str]:
+    """Why the candidate may not even be tested: ancestry, what an evolver touched, validity."""
     from ..validate import validate
 
     problems = []
-    if base_commit.id != cand_commit.id and not repo.git.descendant_of(cand_commit.id, base_commit.id):
-        problems.append(f"candidate {str(cand_commit.id)[:12]} does not descend from the baseline "
-                        f"{str(base_commit.id)[:12]}: rebase it onto the baseline first")
-    changed = []
-    for path in sorted(set(base_state.files) | set(cand_state.files)):
-        if not is_protected(path, cfg):
-            continue
-        a, b = base_state.files.get(path), cand_state.files.get(path)
-        if ((a.oid, a.mode) if a else None) != ((b.oid, b.mode) if b else None):
-            changed.append(path)
-    if changed:
-        shown = ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else "")
-        problems.append(f"protected path(s) differ from the baseline (a candidate may not change its own exam): {shown}")
-    report = validate(cand_state, repo)
-    for problem in report.errors[:5]:
-        problems.append(f"candidate state does not validate: {problem}")
-    if len(report.errors) > 5:
-        problems.append(f"candidate state does not validate: {len(report.errors) - 5} more error(s)")
+    if not repo.git.descendant_of(t.cand, t.base):
+        problems.append(f"candidate {t.cand[:12]} does not descend from the baseline {t.base[:12]}: "
+                        "rebase it onto the baseline first")
+    if t.kind == "evolver" and t.outside:
+        shown = ", ".join(t.outside[:10]) + (" ..." if len(t.outside) > 10 else "")
+        layers = ", ".join(t.base_state.evolvable_layers())
+        problems.append(f"an evolver commit may change only the evolvable layers ({layers}; no protected path, "
+                        f"no .git* file); it changes: {shown}. People change those in a maintainer commit "
+                        "(no Aevolve-Proposal trailer), which needs approval")
+    known = {str(p) for p in validate(t.base_state, repo).errors}
+    errors = [p for p in validate(t.cand_state, repo).errors if str(p) not in known]  # main's own are not its fault
+    problems += [f"candidate state does not validate: {p}" for p in errors[:5]]
+    if len(errors) > 5:
+        problems.append(f"candidate state does not validate: {len(errors) - 5} more error(s)")
     return problems
-
-
-def _side(results: list[tuple]) -> dict:
-    """Summarize the runs of one case on one side: [(RunResult, passed, failures)]."""
-    runs = len(results)
-    passes = sum(1 for _, ok, _ in results if ok)
-    errors = sum(1 for run, _, _ in results if run.status == "error")
-    failures: list[str] = []
-    for run, ok, reasons in results:
-        for reason in ([f"runner error: {run.error}"] if run.status == "error" else reasons):
-            if reason not in failures and len(failures) < FAILURES_KEPT:
-                failures.append(reason)
-    return {"runs": runs, "passes": passes, "errors": errors,
-            "pass_rate": round(passes / runs, 6) if runs else None, "failures": failures,
-            "cached": bool(results) and all(run.cached for run, _, _ in results),
-            "latency_ms": round(sum(run.latency_ms for run, _, _ in results) / runs, 1) if runs else None}
 
 
 def gate(repo, candidate: str, *, base: str = "main", jobs: int | None = None,
          shard: tuple[int, int] | None = None, use_cache: bool = True, progress: bool = False,
          write_note: bool = True) -> GateReport:
-    """Gate `candidate` against `base`; a complete report is noted on the candidate commit."""
-    from ..errors import UsageError
-    from ..notes import write_gate_report
-    from ..state import State
-    from .assertions import AssertContext, grade
-    from .cases import content_hash, load_cases, select_shard
-    from .decision import decide, judge_case, min_p_value
-    from .materialize import materialize
-    from .results_cache import ResultsCache
-    from .runner import RunnerConfig, kill_all, run_once
+    """Gate `candidate` against `base`; complete reports are noted on their commits.
 
-    started = time.perf_counter()
+    Raises GateError when the candidate is already in `base` or the exam cannot judge.
+    """
+    from ..errors import GateError, UsageError
+    from ..notes import store_report
+    from ..verdicts import GitReader, check_commit, local_trust
+
     repo = _open(repo)
-    if shard is not None:
-        index, count = shard
-        if not (1 <= index <= count):
-            raise UsageError(f"--shard {index}/{count}: K must be between 1 and N")
-    cand_commit, base_commit = repo.resolve(candidate), repo.resolve(base)
-    base_sha, cand_sha = str(base_commit.id), str(cand_commit.id)
-    base_state, cand_state = State.from_tree(repo, base_sha), State.from_tree(repo, cand_sha)
-    cfg = base_state.config()  # the exam is always the baseline's: never the candidate's aevolve.yaml
-    gate_cfg = cfg["gate"]
-    policy = dict(gate_cfg.get("policy") or {})
-    significance = float(policy.get("significance") or 0.05)
-    runner = RunnerConfig.from_config(cfg)
-    all_cases = load_cases(base_state)
-    cases = select_shard(all_cases, shard)
-    static = static_checks(repo, base_commit, cand_commit, base_state, cand_state, cfg)
-    suite = {"cases": len(all_cases), "hash": content_hash(sorted((c.id, c.hash) for c in all_cases)),
-             "runner": runner.hash}
-    jobs = max(1, int(jobs or gate_cfg.get("jobs") or 1))
-
-    trees = {"baseline": base_state.tree_id, "candidate": cand_state.tree_id}
-    entries: list[dict] = []
-    errors: list[dict] = []
-    started_runs = cached_runs = 0
-    if not static and cases:
-        roots = {side: materialize(repo, tree) for side, tree in trees.items()}
-        ctx_base = {"root": roots["baseline"], "repo": repo, "llm": cfg}
-        cache = ResultsCache(repo, enabled=use_cache)
-        try:
-            keys = {(side, case.id, rep): (trees[side], case.hash, runner.hash, rep)
-                    for side in trees for case in cases for rep in range(case.repeat)}
-            known = cache.get_many(sorted(set(keys.values())))
-            by_id = {c.id: c for c in cases}
-            # one task per distinct key: identical trees are run once
-            tasks: dict[tuple, tuple] = {}
-            for (side, cid, rep), key in keys.items():
-                tasks.setdefault(key, (side, cid, rep))
-
-            def work(key, side, cid, rep):
-                case = by_id[cid]
-                run = known.get(key)
-                if run is None:
-                    run = run_once(runner, roots[side], cid, case.input, rep)
-                if run.status == "error":
-                    return key, run, False, []
-                ok, reasons = grade(case.asserts, run, AssertContext(case_id=cid, case_input=case.input, **ctx_base))
-                return key, run, ok, reasons
-
-            graded: dict[tuple, tuple] = {}
-            fresh = []
-            bar = _progress(len(tasks)) if progress else None
-            try:
-                with ThreadPoolExecutor(max_workers=jobs) as pool:
-                    futures = [pool.submit(work, key, *where) for key, where in tasks.items()]
-                    try:
-                        for future in as_completed(futures):
-                            key, run, ok, reasons = future.result()
-                            graded[key] = (run, ok, reasons)
-                            if run.cached:
-                                cached_runs += 1
-                            else:
-                                started_runs += 1
-                                fresh.append((key, run))
-                            if bar:
-                                bar.update(1)
-                    except BaseException:  # Ctrl-C or a crash: stop queued runs, kill running ones
-                        for future in futures:
-                            future.cancel()
-                        kill_all()
-                        raise
-            finally:
-                if bar:
-                    bar.__exit__(None, None, None)
-            cache.put_many(fresh)
-        finally:
-            cache.close()
-        for case in cases:
-            entry = {"id": case.id, "tags": case.tags, "repeat": case.repeat, "threshold": case.threshold,
-                     "file": case.where}
-            for side in trees:
-                results = [graded[keys[(side, case.id, rep)]] for rep in range(case.repeat)]
-                entry[side] = _side(results)
-                for rep, (run, _, _) in enumerate(results):
-                    if run.status == "error":
-                        errors.append({"case": case.id, "side": side, "repeat": rep, "error": run.error,
-                                       "exit_code": run.exit_code, "stderr": run.stderr[-STDERR_IN_REPORT:]})
-            entries.append(judge_case(entry, significance))
-
-    warnings = sorted({f"case {c.id}: {c.repeat} repeats can never show a significant change at "
-                       f"significance {significance:g}; use more repeats" for c in cases
-                       if c.repeat > 1 and min_p_value(c.repeat) > significance})
-    if shard is not None:
-        decision = "partial"
-        local, reasons, summary = decide(entries, policy, static)
-        reasons = [f"shard {shard[0]}/{shard[1]}: {len(entries)} of {len(all_cases)} case(s); "
-                   "merge all shards with `aevolve gate --collect` to decide"] + reasons
-    else:
-        decision, reasons, summary = decide(entries, policy, static)
-    summary["warnings"] = warnings
-    policy["significance"] = significance
-    report = GateReport(
-        candidate=cand_sha, baseline=base_sha, decision=decision, reasons=reasons,
-        candidate_tree=trees["candidate"], baseline_tree=trees["baseline"], cases=entries, errors=errors,
-        static=static, summary=summary, policy=policy, suite=suite,
-        shard={"index": shard[0], "count": shard[1]} if shard else None,
-        timings={"total_s": round(time.perf_counter() - started, 3), "runs_started": started_runs,
-                 "runs_cached": cached_runs, "jobs": jobs},
-        created=_now(),
-    )
+    if shard is not None and not (1 <= shard[0] <= shard[1]):
+        raise UsageError(f"--shard {shard[0]}/{shard[1]}: K must be between 1 and N")
+    base_sha = base if _is_commit_id(repo, base) else repo.resolve_branch(base)
+    cand_sha = str(repo.resolve(candidate).id)
+    if cand_sha == base_sha or repo.git.descendant_of(base_sha, cand_sha):
+        raise GateError(f"{candidate} ({cand_sha[:12]}) is already in {base}; nothing to gate "
+                        "(a commit in main's history never gets a new verdict)")
+    reader = GitReader(repo)
+    chain = reader.first_parent_chain(base_sha, cand_sha) or [cand_sha]
+    parent = base_sha
+    if len(chain) > 1:
+        trust = local_trust(repo)
+        for n, sha in enumerate(chain[:-1], 1):
+            if not check_commit(reader, sha, trust).valid:
+                if shard is not None:
+                    raise UsageError(f"{candidate} has {len(chain)} commits on top of {base}; gate it whole "
+                                     "(or squash it) before sharding: a shard judges one transition")
+                report = judge(repo, parent, sha, jobs=jobs, use_cache=use_cache, progress=progress)
+                store_report(repo, report.to_dict())
+                if not report.accepted:
+                    report.reasons.insert(0, f"commit {n} of {len(chain)} on top of {base} ({sha[:12]}) "
+                                             "was not accepted, so the ones after it were not gated")
+                    return report
+            parent = sha
+    report = judge(repo, parent, cand_sha, jobs=jobs, shard=shard, use_cache=use_cache, progress=progress)
     if write_note and shard is None:
-        write_gate_report(repo, report.to_dict())
+        store_report(repo, report.to_dict())
     return report
 
 
-def _progress(total: int):
-    import click
+def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[int, int] | None = None,
+          use_cache: bool = True, progress: bool = False) -> GateReport:
+    """The verdict on one transition base -> cand (nothing is written)."""
+    from ..errors import GateError
+    from .cases import content_hash, select_shard
+    from .execute import execute
 
-    bar = click.progressbar(length=total, label="gate", file=sys.stderr, show_pos=True)
-    bar.__enter__()
-    return bar
+    started = time.perf_counter()
+    t = read_transition(repo, base, cand)
+    exam = t.exam
+    if not exam.cases and not exam.allow_empty:
+        raise GateError(f"no case matches gate.cases ({exam.cfg['gate'].get('cases')!r}) at {base[:12]}: "
+                        "nothing could be judged. Add cases under evals/, or set gate.allow_empty: true "
+                        "to accept changes without an exam")
+    static = static_checks(repo, t)
+    cases = select_shard(exam.cases, shard)
+    jobs = max(1, int(jobs or exam.cfg["gate"].get("jobs") or 1))
+    plan = [] if static else _plan(t, cases, shard)
+    runs = execute(repo, plan, {"exam": exam, "old": t.old}, jobs=jobs, use_cache=use_cache, progress=progress)
+    entries, errors = _entries(cases, runs, exam)
+    entries = _remeasure(repo, t, entries, runs, jobs)
+    decision, reasons, summary = _decide(repo, t, entries, errors, static, shard, len(exam.cases))
+    summary["warnings"] = _warnings(cases, exam.policy["significance"])
+    return GateReport(
+        candidate=cand, baseline=base, decision=decision, reasons=reasons,
+        candidate_tree=t.cand_state.tree_id, baseline_tree=t.base_state.tree_id, cases=entries, errors=errors,
+        static=static, summary=summary, policy=exam.policy,
+        suite={"cases": len(exam.cases), "hash": content_hash(sorted((c.id, c.hash) for c in exam.cases)),
+               "runner": exam.runner.hash},
+        shard={"index": shard[0], "count": shard[1]} if shard else None,
+        timings={"total_s": round(time.perf_counter() - started, 3), "runs_started": runs.started,
+                 "runs_cached": runs.cached, "jobs": jobs},
+        created=_now(), exam_digest=t.old.digest, change=t.kind,
+        exam_change=_exam_change(t, runs, shard) if t.new else None,
+        approvals=_approval_record(repo, t), notices=runs.notices,
+    )
+
+
+def _plan(t: Transition, cases, shard) -> list:
+    from .cases import select_shard
+    from .execute import Job
+
+    trees = {"baseline": t.base_state.tree_id, "candidate": t.cand_state.tree_id}
+    plan = [Job(side, trees[side], "exam", c.id, rep) for c in cases for side in SIDES for rep in range(c.repeat)]
+    if t.new:  # the old exam on the baseline, to show what the new exam judges differently
+        plan += [Job("old-exam", trees["baseline"], "old", c.id, rep)
+                 for c in select_shard(t.old.cases, shard) for rep in range(c.repeat)]
+    return plan
+
+
+def _side(results: list) -> dict:
+    """Summarize the runs of one case on one side: [Graded]."""
+    runs = len(results)
+    passes = sum(1 for g in results if g.ok)
+    errors = sum(1 for g in results if g.run.status == "error")
+    failures: list[str] = []
+    for g in results:
+        for reason in ([f"runner error: {g.run.error}"] if g.run.status == "error" else g.reasons):
+            if reason not in failures and len(failures) < FAILURES_KEPT:
+                failures.append(reason)
+    return {"runs": runs, "passes": passes, "errors": errors,
+            "pass_rate": round(passes / runs, 6) if runs else None, "failures": failures,
+            "cached": bool(results) and all(g.run.cached for g in results),
+            "latency_ms": round(sum(g.run.latency_ms for g in results) / runs, 1) if runs else None}
+
+
+def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
+    from .decision import judge_case
+    from .execute import Job
+
+    trees = {}
+    for job in runs.graded:
+        trees.setdefault(job.side, job.tree)
+    entries, errors = [], []
+    for case in cases:
+        if not all(side in trees for side in sides):
+            break  # nothing ran (a static rejection)
+        entry = {"id": case.id, "tags": case.tags, "repeat": case.repeat, "threshold": case.threshold,
+                 "file": case.where}
+        for side in sides:
+            results = [runs.graded[Job(side, trees[side], "exam", case.id, rep)] for rep in range(case.repeat)]
+            entry[side] = _side(results)
+            for rep, g in enumerate(results):
+                if g.run.status == "error":
+                    errors.append({"case": case.id, "side": side, "repeat": rep, "error": g.run.error,
+                                   "kind": g.run.error_kind, "exit_code": g.run.exit_code,
+                                   "stderr": g.run.stderr[-STDERR_IN_REPORT:]})
+        entries.append(judge_case(entry, exam.policy["significance"]))
+    return entries, errors
+
+
+def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int) -> list[dict]:
+    """A latency regression counts only when a second measurement of both sides confirms it."""
+    from .execute import Job, execute
+    from .suite import is_timed
+
+    by_id = {c.id: c for c in t.exam.cases}
+    timed = [by_id[e["id"]] for e in entries if e.get("regressed") and is_timed(by_id[e["id"]])]
+    if not timed:
+        return entries
+    trees = {"baseline": t.base_state.tree_id, "candidate": t.cand_state.tree_id}
+    plan = [Job(side, trees[side], "exam", c.id, rep) for c in timed for side in SIDES for rep in range(c.repeat)]
+    again = execute(repo, plan, {"exam": t.exam}, jobs=jobs, use_cache=False)
+    runs.started += again.started
+    second = {e["id"]: e for e in _entries(timed, again, t.exam)[0]}
+    out = []
+    for entry in entries:
+        redo = second.get(entry["id"])
+        if redo is None:
+            out.append(entry)
+        elif redo.get("regressed"):
+            out.append({**entry, "remeasured": "the latency regression was confirmed by a second measurement"})
+        else:
+            out.append({**redo, "remeasured": "a latency regression was not confirmed by a second measurement "
+                                              "of both sides; the second measurement counts"})
+    return out
+
+
+def _decide(repo, t: Transition, entries: list[dict], errors: list[dict], static: list[str], shard, total: int):
+    """(decision, reasons, summary): static problems reject; what could not be judged is an error."""
+    from .decision import decide
+
+    decision, reasons, summary = decide(entries, t.exam.policy, static)
+    if static:
+        return decision, reasons, summary
+    failed = _unjudgeable(entries, errors, t.exam.max_errors)
+    if failed:  # regressions found on the way are still worth reading
+        reasons = failed + (reasons if decision == "reject" else [])
+        decision = "error"
+    elif t.kind == "maintainer" and decision == "accept":
+        decision, more = _approval_decision(repo, t)
+        reasons += more
+    if shard is not None:
+        reasons = [f"shard {shard[0]}/{shard[1]}: {len(entries)} of {total} case(s); "
+                   "merge all shards with `aevolve gate --collect` to decide"] + reasons
+        decision = "partial" if decision != "error" else decision
+    return decision, reasons, summary
+
+
+def _unjudgeable(entries: list[dict], errors: list[dict], max_errors: int) -> list[str]:
+    """Why the runs cannot support a verdict: a side where every run errored, a run
+    that wrote into its state dir, or more errored cases than gate.policy.max_errors allows."""
+    out = []
+    for side in SIDES:
+        runs = sum((e.get(side) or {}).get("runs", 0) for e in entries)
+        errs = [e for e in entries if (e.get(side) or {}).get("errors")]
+        if runs and sum(e[side]["errors"] for e in errs) == runs:
+            example = errs[0][side]["failures"][:1]
+            out.append(f"every run on the {side} errored, so nothing was judged"
+                       + (f" (e.g. {errs[0]['id']}: {example[0]})" if example else ""))
+    tampered = sorted({e["case"] for e in errors if e.get("kind") == "tampered"})
+    if tampered:  # its runs read files a runner wrote: nothing they say can be trusted
+        out.append(f"runs wrote into their read-only state dir (cases {', '.join(tampered[:10])}); "
+                   "the copies were rebuilt, but those runs cannot be judged")
+    if out:
+        return out
+    errored = [e for e in entries if e["candidate"].get("errors") and not e.get("regressed")]
+    if len(errored) > max_errors:
+        ids = ", ".join(e["id"] for e in errored[:10]) + (" ..." if len(errored) > 10 else "")
+        out.append(f"{len(errored)} case(s) errored on the candidate without a passing baseline to regress "
+                   f"from, so they were not judged: {ids} (gate.policy.max_errors allows {max_errors})")
+    return out
+
+
+def _approvals(repo, t: Transition):
+    from ..approvals import count_approvals, parse_approvals
+    from ..signing import allowed_signers_file
+    from ..repo import APPROVALS_REF
+    from ..verdicts import GitReader
+
+    reader = GitReader(repo)
+    data = reader.note([reader.ref(APPROVALS_REF)], t.cand)
+    return count_approvals(parse_approvals(data), t.cand, t.cand_state.tree_id, allowed_signers_file(repo))
+
+
+def _approval_record(repo, t: Transition) -> list[dict] | None:
+    """Who approved a maintainer change, as the report keeps it (None for other changes)."""
+    if t.kind != "maintainer":
+        return None
+    return [{"signer": s} for s in _approvals(repo, t).signers]
+
+
+def _approval_decision(repo, t: Transition) -> tuple[str, list[str]]:
+    from ..exam import required_approvals
+
+    needed = required_approvals(t.old.cfg)
+    counted = _approvals(repo, t)
+    what = "the exam" if t.new else "what no evolver may change"
+    lines = [f"a maintainer change of {what} ({', '.join(t.outside[:5])}): "
+             f"{len(counted.signers)} of {needed} required approval(s)"
+             + (f" by {', '.join(counted.signers)}" if counted.signers else "")]
+    if counted.checked_against is None and counted.signers:
+        lines.append("no allowed signers list is configured here (gpg.ssh.allowedSignersFile or "
+                     "aevolve.allowedSigners), so any valid signature counted as an approval")
+    lines += [f"approval not counted: {p}" for p in counted.problems]
+    if len(counted.signers) < needed:
+        lines.append(f"approve it with `aevolve approve {t.cand[:12]}` (gate.exam_approvals: {needed})")
+        return "reject", lines
+    return "accept", lines
+
+
+def _exam_change(t: Transition, runs, shard) -> dict:
+    """Per case, what the new exam adds, removes and judges differently on the baseline's state."""
+    from .cases import select_shard
+    from .execute import Job
+
+    base_tree = t.base_state.tree_id
+
+    def passes(exam_key: str, side: str, case) -> bool | None:
+        results = [runs.graded.get(Job(side, base_tree, exam_key, case.id, rep)) for rep in range(case.repeat)]
+        if not results or any(g is None for g in results):
+            return None
+        return sum(g.ok for g in results) / len(results) >= case.threshold - 1e-12
+
+    old = {c.id: c for c in select_shard(t.old.cases, shard)}
+    new = {c.id: c for c in select_shard(t.new.cases, shard)}
+    out = {"new_digest": t.new.digest, "added": [], "removed": [], "changed": [], "unchanged": 0}
+    for cid in sorted(set(old) | set(new)):
+        before = passes("old", "old-exam", old[cid]) if cid in old else None
+        after = passes("exam", "baseline", new[cid]) if cid in new else None
+        if cid not in old:
+            out["added"].append({"id": cid, "passes": after})
+        elif cid not in new:
+            out["removed"].append({"id": cid, "passed": before})
+        elif before != after or old[cid].hash != new[cid].hash:
+            out["changed"].append({"id": cid, "old": before, "new": after, "edited": old[cid].hash != new[cid].hash})
+        else:
+            out["unchanged"] += 1
+    return out
+
+
+def _warnings(cases, significance: float) -> list[str]:
+    from .decision import min_p_value
+
+    return sorted({f"case {c.id}: {c.repeat} repeats can never show a significant change at "
+                   f"significance {significance:g}; use more repeats" for c in cases
+                   if c.repeat > 1 and min_p_value(c.repeat) > significance})
 
 
 def collect(repo, reports: list[dict], *, write_note: bool = True) -> GateReport:
-    """Merge the partial reports of shards 1..N of one gate run and decide."""
+    """Merge the partial reports of shards 1..N of one gate run and decide.
+
+    The shards must together cover exactly the cases of the exam the repository
+    holds for that transition, under the same exam digest, baseline and candidate.
+    """
     from ..errors import InvalidInput
-    from ..notes import write_gate_report
-    from .decision import decide, judge_case
+    from ..notes import store_report
+    from .decision import judge_case
 
     repo = _open(repo)
-    if not reports:
-        raise InvalidInput("no shard reports to collect")
-    first = reports[0]
-    same = ("candidate", "baseline", "candidate_tree", "baseline_tree", "suite", "policy")
-    counts = set()
-    seen_shards: dict[int, int] = {}
-    for n, rep in enumerate(reports, 1):
-        if not isinstance(rep, dict) or not isinstance(rep.get("shard"), dict):
-            raise InvalidInput(f"report {n} is not a shard report (no 'shard'): run `aevolve gate --shard K/N --output FILE`")
-        for key in same:
-            if rep.get(key) != first.get(key):
-                raise InvalidInput(f"report {n} differs from report 1 in {key!r}: shards of different gate runs cannot be merged")
-        index, count = rep["shard"].get("index"), rep["shard"].get("count")
-        counts.add(count)
-        if index in seen_shards:
-            raise InvalidInput(f"shard {index}/{count} given twice (reports {seen_shards[index]} and {n})")
-        seen_shards[index] = n
-    if len(counts) != 1:
-        raise InvalidInput(f"shard reports disagree on the number of shards: {sorted(counts)}")
-    count = counts.pop()
-    missing = sorted(set(range(1, count + 1)) - set(seen_shards))
-    if missing:
-        raise InvalidInput(f"missing shard(s) {', '.join(f'{m}/{count}' for m in missing)}: all of 1..{count} are needed")
-    cases: list[dict] = []
-    ids: set[str] = set()
-    for rep in reports:
-        for entry in rep.get("cases") or []:
-            if entry["id"] in ids:
-                raise InvalidInput(f"case {entry['id']!r} appears in more than one shard report")
-            ids.add(entry["id"])
-            cases.append(entry)
-    static = list(dict.fromkeys(s for rep in reports for s in rep.get("static") or []))
-    if not static and len(cases) != (first.get("suite") or {}).get("cases", len(cases)):
-        raise InvalidInput(f"the shards hold {len(cases)} case(s) but the suite has {first['suite']['cases']}")
-    policy = dict(first.get("policy") or {})
-    significance = float(policy.get("significance") or 0.05)
-    cases = [judge_case(dict(c), significance) for c in sorted(cases, key=lambda c: c["id"])]
-    decision, reasons, summary = decide(cases, policy, static)
+    first, count = _check_shards(reports)
+    t = read_transition(repo, first["baseline"], first["candidate"])
+    if first.get("exam_digest") != t.old.digest:
+        raise InvalidInput(f"the shard reports were made under exam {str(first.get('exam_digest'))[:19]}, but the "
+                           f"exam at {first['baseline'][:12]} is {t.old.digest[:19]}: gate the shards again")
+    cases = [c for rep in reports for c in rep.get("cases") or []]
+    ids = [c.get("id") for c in cases]
+    expected = {c.id for c in t.exam.cases}
+    static = static_checks(repo, t)
+    if len(ids) != len(set(ids)):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise InvalidInput(f"case(s) {', '.join(map(str, dup[:5]))} appear in more than one shard report")
+    if not static and set(ids) != expected:
+        missing, extra = sorted(expected - set(ids)), sorted(set(ids) - expected)
+        raise InvalidInput("the shard reports do not cover exactly the exam's cases: "
+                           + (f"missing {', '.join(missing[:10])}" if missing else "")
+                           + ("; " if missing and extra else "")
+                           + (f"not in the exam {', '.join(map(str, extra[:10]))}" if extra else ""))
+    policy = t.exam.policy
+    cases = [judge_case(dict(c), policy["significance"]) for c in sorted(cases, key=lambda c: c["id"])]
+    errors = [e for rep in reports for e in rep.get("errors") or []]
+    decision, reasons, summary = _decide(repo, t, cases, errors, static, None, len(expected))
     summary["warnings"] = sorted({w for rep in reports for w in (rep.get("summary") or {}).get("warnings", [])})
     timings = {"total_s": round(sum((r.get("timings") or {}).get("total_s", 0) for r in reports), 3),
                "runs_started": sum((r.get("timings") or {}).get("runs_started", 0) for r in reports),
                "runs_cached": sum((r.get("timings") or {}).get("runs_cached", 0) for r in reports),
                "shards": count}
     report = GateReport(
-        candidate=first["candidate"], baseline=first.get("baseline"), decision=decision, reasons=reasons,
-        candidate_tree=first.get("candidate_tree"), baseline_tree=first.get("baseline_tree"), cases=cases,
-        errors=[e for rep in reports for e in rep.get("errors") or []], static=static, summary=summary,
+        candidate=t.cand, baseline=t.base, decision=decision, reasons=reasons,
+        candidate_tree=t.cand_state.tree_id, baseline_tree=t.base_state.tree_id, cases=cases,
+        errors=errors, static=static, summary=summary,
         policy=policy, suite=first.get("suite") or {}, shard=None, timings=timings, created=_now(),
+        exam_digest=t.old.digest, change=t.kind,
+        exam_change=_merge_exam_changes(reports) if t.new else None,
+        approvals=_approval_record(repo, t),
+        notices=sorted({n for rep in reports for n in rep.get("notices") or []}),
     )
     if write_note:
-        write_gate_report(repo, report.to_dict())
+        store_report(repo, report.to_dict())
     return report
+
+
+def _check_shards(reports: list[dict]) -> tuple[dict, int]:
+    """The first report and the shard count, when the reports are shards 1..N of one run."""
+    from ..errors import InvalidInput
+
+    if not reports:
+        raise InvalidInput("no shard reports to collect")
+    first = reports[0]
+    same = ("candidate", "baseline", "candidate_tree", "baseline_tree", "exam_digest", "suite", "policy")
+    seen: dict[int, int] = {}
+    counts = set()
+    for n, rep in enumerate(reports, 1):
+        if not isinstance(rep, dict) or not isinstance(rep.get("shard"), dict):
+            raise InvalidInput(f"report {n} is not a shard report (no 'shard'): "
+                               "run `aevolve gate --shard K/N --output FILE`")
+        for key in same:
+            if rep.get(key) != first.get(key):
+                raise InvalidInput(f"report {n} differs from report 1 in {key!r}: "
+                                   "shards of different gate runs cannot be merged")
+        index, count = rep["shard"].get("index"), rep["shard"].get("count")
+        counts.add(count)
+        if index in seen:
+            raise InvalidInput(f"shard {index}/{count} given twice (reports {seen[index]} and {n})")
+        seen[index] = n
+    if not isinstance(first.get("candidate"), str) or not isinstance(first.get("baseline"), str):
+        raise InvalidInput("the shard reports name no candidate or baseline commit")
+    if len(counts) != 1:
+        raise InvalidInput(f"shard reports disagree on the number of shards: {sorted(counts, key=str)}")
+    count = counts.pop()
+    missing = sorted(set(range(1, count + 1)) - set(seen)) if isinstance(count, int) else [1]
+    if missing:
+        raise InvalidInput(f"missing shard(s) {', '.join(f'{m}/{count}' for m in missing)}: "
+                           f"all of 1..{count} are needed")
+    return first, count
+
+
+def _merge_exam_changes(reports: list[dict]) -> dict:
+    parts = [r.get("exam_change") or {} for r in reports]
+    merged = {"new_digest": parts[0].get("new_digest"), "unchanged": sum(p.get("unchanged", 0) for p in parts)}
+    for key in ("added", "removed", "changed"):
+        merged[key] = sorted((c for p in parts for c in p.get(key, [])), key=lambda c: c["id"])
+    return merged
 
 
 callable_module(__name__, gate)

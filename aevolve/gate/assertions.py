@@ -8,12 +8,11 @@ OpenAI-compatible model and caches its verdict by (model, rubric, output).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import threading
+import types
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .runner import RunResult
 
@@ -24,7 +23,7 @@ class AssertionSetupError(Exception):
 
 @dataclass
 class AssertContext:
-    root: Path | None = None  # materialized baseline tree: where evals/ checks live
+    exam: object = None  # the exam's State: python checks are compiled from its blobs
     repo: object = None  # for the rubric cache
     llm: dict = field(default_factory=dict)  # the baseline's aevolve.yaml (its evolver.openai section)
     case_id: str = ""
@@ -42,16 +41,18 @@ def grade(asserts: list[dict], run: RunResult, ctx: AssertContext) -> tuple[bool
 
 
 def evaluate(spec: dict, run: RunResult, ctx: AssertContext) -> tuple[bool, str]:
+    """(passed, reason); AssertionSetupError when the assertion itself cannot be
+    evaluated (not the agent's fault), which fails the whole gate closed."""
     kind = spec["type"]
     negate = kind.startswith("not-")
     base = kind[4:] if negate else kind
     check = CHECKS.get(base)
     if check is None:
-        return False, f"{kind}: unknown assertion type"
+        raise AssertionSetupError(f"{kind}: unknown assertion type")
     try:
         passed, reason = check(spec, run, ctx)
     except AssertionSetupError as exc:
-        return False, f"{kind}: {exc}"
+        raise AssertionSetupError(f"{kind}: {exc}") from None
     if negate:
         return (not passed), f"{kind}: expected the opposite of: {reason}"
     return passed, f"{kind}: {reason}"
@@ -187,26 +188,28 @@ _modules: dict[str, object] = {}
 _modules_lock = threading.Lock()
 
 
-def _load_check(ref: str, root: Path | None):
+def _load_check(ref: str, exam) -> object:
+    """The check function, compiled from the exam's own blob (never from a folder a
+    runner could write into), cached by blob id."""
     file, sep, func = ref.rpartition(":")
     if not sep or not file or not func:
         raise AssertionSetupError(f"python check {ref!r} must be 'evals/<file>.py:<function>'")
-    if root is None:
-        raise AssertionSetupError("no materialized baseline to load python checks from")
-    evals = (root / "evals").resolve()
-    target = (root / file).resolve()
-    if not file.startswith("evals/") or evals not in target.parents or not target.is_file():
+    if exam is None:
+        raise AssertionSetupError("no exam to load python checks from")
+    parts = file.split("/")
+    if parts[0] != "evals" or any(p in ("", ".", "..") for p in parts) or file not in exam.files:
         raise AssertionSetupError(f"python check file {file!r} is not a file under evals/ on the baseline")
+    oid = exam.files[file].oid
     with _modules_lock:
-        module = _modules.get(str(target))
+        module = _modules.get(oid)
         if module is None:
-            spec = importlib.util.spec_from_file_location(f"aevolve_check_{len(_modules)}", target)
-            module = importlib.util.module_from_spec(spec)
-            try:
-                spec.loader.exec_module(module)
+            module = types.ModuleType(f"aevolve_check_{oid[:12]}")
+            module.__file__ = file
+            try:  # compiled by hand: an import would write evals/__pycache__ somewhere
+                exec(compile(exam.read(file), file, "exec"), module.__dict__)
             except Exception as exc:  # the team's check file is broken
                 raise AssertionSetupError(f"cannot load {file}: {type(exc).__name__}: {exc}") from None
-            _modules[str(target)] = module
+            _modules[oid] = module
     fn = getattr(module, func, None)
     if not callable(fn):
         raise AssertionSetupError(f"{file} has no function {func!r}")
@@ -219,7 +222,7 @@ def _python(spec, run, ctx):
         ref = f"{spec['path']}:{spec['function']}"
     if not ref:
         raise AssertionSetupError("python needs value: 'evals/<file>.py:<function>'")
-    fn = _load_check(ref, ctx.root)
+    fn = _load_check(ref, ctx.exam)
     context = {"input": ctx.case_input, "case_id": ctx.case_id, "cost": run.cost,
                "latency_ms": run.latency_ms, "steps": run.steps}
     try:

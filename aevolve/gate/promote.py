@@ -14,13 +14,11 @@ race is retried a bounded number of times.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
 
 from ..errors import AevolveError, Conflict, GateRejected, RefMoved
-from ..notes import is_accepting, write_gate_report
 from ..repo import NOTES_REF, ZERO, Repo
 
 ATTEMPTS = 12  # main moved under us (another promotion won)
@@ -73,24 +71,6 @@ def _branch_of(repo: Repo, candidate: str) -> str | None:
     for ref in (candidate, f"refs/heads/{candidate}"):
         if ref.startswith("refs/heads/") and repo.ref_target(ref) is not None:
             return ref
-    return None
-
-
-def note_at(repo: Repo, notes_commit: str | None, commit: str) -> dict | None:
-    """The gate report noted on `commit` in one specific notes commit (not the
-    moving ref), so the check and the transaction see the same notes."""
-    if not notes_commit:
-        return None
-    tree = repo.git[notes_commit].tree
-    for depth in range(0, 4):  # git fans notes out as ab/cdef... when there are many
-        parts = [commit[2 * i: 2 * i + 2] for i in range(depth)] + [commit[2 * depth:]]
-        data = repo.read(tree, "/".join(parts))
-        if data is not None:
-            try:
-                report = json.loads(data)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                return None
-            return report if isinstance(report, dict) and "decision" in report else None
     return None
 
 
@@ -168,19 +148,22 @@ def _rejection(report: dict | None, commit: str, rebased_from: str | None) -> Ga
 
 def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = True,
             attempts: int = ATTEMPTS) -> PromoteResult:
-    """Fast-forward `main` to `candidate` if the gate accepts it (see module doc).
+    """Fast-forward `main` to `candidate` if its verdicts admit it (see module doc).
 
-    Raises GateRejected (the gate said no), NotGated (no accepting note and
-    regate=False), Conflict (a checkout would lose work, the rebase conflicts,
-    or main kept moving), CheckoutNotUpdated (main moved but a checkout changed
-    under us and could not follow).
+    Raises GateRejected (the gate said no), NotGated (no admissible verdict and
+    regate=False), GateError (the gate could not judge), Conflict (a checkout
+    would lose work, the rebase conflicts, or main kept moving),
+    CheckoutNotUpdated (main moved but a checkout changed under us and could not follow).
     """
     from ..merge import rebase_onto
+    from ..notes import read_gate_report, store_report
+    from ..verdicts import GitReader, check_chain, local_trust
     from ..worktree import check_checkouts, update_checkouts
 
     main_ref = _full_ref(main)
     cand = str(repo.resolve(candidate).id)
     branch = _branch_of(repo, candidate)
+    reader = GitReader(repo)
     fresh: dict[str, dict] = {}  # the report of this call's gate run, keyed by commit, not yet noted
     rebases: dict[str, str] = {}  # main -> the candidate rebased onto it (made once per main)
     gated = False
@@ -188,7 +171,7 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
     def keep_gate_work() -> None:
         """Note an unused gate run on the candidate itself (a rebase is thrown away)."""
         if cand in fresh:
-            write_gate_report(repo, fresh.pop(cand))
+            store_report(repo, fresh.pop(cand))
 
     for _ in range(attempts):
         old_main = repo.ref_target(main_ref)
@@ -196,13 +179,13 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
             raise AevolveError(f"{main_ref} does not exist; nothing to promote onto")
         if cand == old_main or repo.git.descendant_of(old_main, cand):
             keep_gate_work()
-            notes = repo.ref_target(NOTES_REF)
-            return PromoteResult(old_main, old_main, False, note_at(repo, notes, old_main),
+            return PromoteResult(old_main, old_main, False, read_gate_report(repo, old_main),
                                  cand, branch, gated, [], main_ref)
 
-        # 1. The commit that may move main: the candidate, or its rebase onto main.
+        # 1. The commit that may move main: the candidate, or its rebase onto main
+        # (also when it reaches main only through a merge: main moves along first parents).
         target, rebased = cand, False
-        if not repo.git.descendant_of(cand, old_main):
+        if reader.first_parent_chain(old_main, cand) is None:
             if not regate:
                 raise Conflict(
                     f"{main_ref.removeprefix('refs/heads/')} moved since {cand[:12]} was based on it; "
@@ -215,27 +198,17 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
                 rebases[old_main] = rebase_onto(repo, cand, str(base), old_main)
             target, rebased = rebases[old_main], True
 
-        # 2. Its gate verdict against the current main: a note that accepts exactly this
-        # commit, or a gate run now. A verdict against an older main is stale: main may
-        # have gained passing cases since.
-        report = fresh.get(target) or note_at(repo, repo.ref_target(NOTES_REF), target)
-        if not (is_accepting(report, target) and report.get("baseline") == old_main):
+        # 2. Admissible verdicts for every commit old_main..target, or a gate run now.
+        # A verdict against an older main is stale: main may have gained passing cases since.
+        trust = local_trust(repo)
+        problems = [] if target in fresh else check_chain(reader, old_main, target, trust)
+        if problems:
             if not regate:
-                if is_accepting(report, target):
-                    raise NotGated(
-                        f"{cand[:12]} was gated against {str(report.get('baseline'))[:12]}, but main is now "
-                        f"{old_main[:12]}; promote without --no-regate to gate it against the current main"
-                    )
-                if report is not None:
-                    raise _rejection(report, target, None)
-                raise NotGated(
-                    f"{cand[:12]} has no gate report that accepts it; run `aevolve gate {candidate}` "
-                    "first, or promote without --no-regate to gate it now"
-                )
+                raise _not_admitted(read_gate_report(repo, target), target, old_main, problems)
             report = _run_gate(repo, target, old_main)
             gated = True
             fresh = {target: report} if report.get("candidate") == target else {}
-            if not is_accepting(report, target):
+            if report.get("decision") != "accept":
                 keep_gate_work()
                 raise _rejection(report, target, cand if rebased else None)
 
@@ -247,12 +220,12 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
             extra = [(branch, target, cand)] if move_branch else []
             try:
                 checkouts = check_checkouts(repo, main_ref, old_main, target)
-                if not _move(repo, main_ref, old_main, target, fresh.get(target), extra):
+                if not _move(repo, reader, trust, main_ref, old_main, target, fresh.get(target), extra):
                     continue  # main moved, or the accepting note vanished: start over
             except Conflict:
                 keep_gate_work()  # nothing moved; the gate's verdict is still worth keeping
                 raise
-            fresh.clear()
+            report = fresh.pop(target, None) or read_gate_report(repo, target)
             done = update_checkouts(checkouts, old_main, target)
         return PromoteResult(old_main, target, rebased, report, cand, branch, gated,
                              [str(p) for p in done], main_ref, move_branch)
@@ -262,28 +235,64 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
     )
 
 
-def _move(repo: Repo, main_ref: str, old_main: str, target: str, report: dict | None,
+def _notes_in(repo: Repo, notes_commit: str | None, commits: list[str]) -> dict[str, bytes | None]:
+    """The note bytes of each commit in one notes commit (in-process: this runs inside the retry loop)."""
+    if not notes_commit:
+        return dict.fromkeys(commits)
+    tree = repo.git[notes_commit].tree
+    out: dict[str, bytes | None] = {}
+    for commit in commits:
+        paths = (commit, f"{commit[:2]}/{commit[2:]}", f"{commit[:2]}/{commit[2:4]}/{commit[4:]}")
+        out[commit] = next((d for d in (repo.read(tree, p) for p in paths) if d is not None), None)
+    return out
+
+
+def _not_admitted(report: dict | None, target: str, old_main: str, problems: list[str]) -> AevolveError:
+    """Why --no-regate cannot promote: the gate said no, or there is no admissible verdict."""
+    if report and report.get("decision") == "reject" and report.get("baseline") == old_main:
+        return _rejection(report, target, None)
+    lines = "".join(f"\n  - {p}" for p in problems)
+    return NotGated(f"{target[:12]} has no admissible gate verdict against main {old_main[:12]}; "
+                    f"promote without --no-regate to gate it now:{lines}")
+
+
+def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, report: dict | None,
           extra: list[tuple[str, str, str]], tries: int = NOTE_RETRIES) -> bool:
     """One transaction: main OLD -> target, and the notes ref to a commit holding
-    the accepting note (`report` added, or the note already there kept).
+    the accepting note (`report` added, or the notes already there kept).
 
-    Retries while only the notes ref moves (parallel gates adding notes) and
-    returns False when main itself moved or the note is gone; True when done.
+    The verifier runs once on a snapshot of the notes; inside the transaction
+    only a cheap comparison shows that the notes it installs say the same for
+    every commit on the chain. Retries while only the notes ref moves (parallel
+    gates adding notes); returns False when main itself moved or the verdict is
+    gone; True when done.
     """
+    from dataclasses import replace
+
+    from ..notes import prepare_report
+    from ..verdicts import check_chain
+
+    data = prepare_report(repo, report) if report is not None else None
+    chain = reader.first_parent_chain(old_main, target) or [target]
+    verified: dict[str, bytes | None] | None = None
     for attempt in range(tries):
-        txn = _RefTransaction(repo)
+        txn = _RefTransaction(repo)  # opened before reading the refs (design note 3)
         try:
             notes_old = repo.ref_target(NOTES_REF)
-            if report is not None:
-                data = json.dumps(report, indent=2, sort_keys=True).encode() + b"\n"
-                notes_new = str(repo.note_commit(target, data, notes_old))
-            elif is_accepting(note_at(repo, notes_old, target), target):
-                notes_new = notes_old  # kept: the transaction checks it did not move
-            else:
+            notes_new = str(repo.note_commit(target, data, notes_old)) if data is not None else notes_old
+            seen = _notes_in(repo, notes_new, chain)
+            if seen != verified:  # first time, or a note on the chain changed: verify (slow) outside
                 txn.abort()
-                return False
+                problems = check_chain(reader, old_main, target, replace(trust, notes=[notes_new]))
+                if problems:
+                    if report is not None:  # our own accepting verdict does not verify: never move main
+                        raise AevolveError("the gate accepted, but its verdict does not verify; main did not "
+                                           "move:" + "".join(f"\n  - {p}" for p in problems))
+                    return False
+                verified = seen
+                continue
             txn.prepare([(main_ref, target, old_main), (NOTES_REF, notes_new, notes_old or ZERO), *extra])
-            txn.commit()  # every ref was locked and checked by prepare
+            txn.commit()  # every ref was locked and checked by prepare: the notes are the verified ones
             return True
         except RefMoved:
             if repo.ref_target(main_ref) != old_main or any(repo.ref_target(r) != o for r, _, o in extra):

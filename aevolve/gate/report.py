@@ -25,6 +25,12 @@ class GateReport:
     timings: dict = field(default_factory=dict)
     created: str = ""
     version: int = 1
+    exam_digest: str | None = None  # the exam at the baseline the verdict was made under
+    change: str | None = None  # evolver | manual | maintainer (see aevolve.exam)
+    exam_change: dict | None = None  # a maintainer change of the exam: what the new exam judges differently
+    approvals: list[dict] | None = None  # the approvals a maintainer change was accepted with
+    notices: list[str] = field(default_factory=list)  # things the gate repaired or noticed on the way
+    signature: dict | None = None  # the gater's SSH signature over the verdict (aevolve.verdicts)
 
     @property
     def accepted(self) -> bool:
@@ -45,7 +51,11 @@ class GateReport:
             "reasons": list(self.reasons), "regressions": self.regressions, "improvements": self.improvements,
             "static": list(self.static), "cases": self.cases, "errors": self.errors, "summary": self.summary,
             "policy": self.policy, "suite": self.suite, "shard": self.shard, "timings": self.timings,
+            "exam_digest": self.exam_digest, "change": self.change, "notices": list(self.notices),
         }
+        for key in ("exam_change", "approvals", "signature"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         if self.candidate_tree is None:
             out.pop("candidate_tree")
         if self.created:
@@ -68,6 +78,10 @@ class GateReport:
         lines = [f"gate: {self.decision.upper()}  candidate {self.candidate[:12]}  baseline {(self.baseline or '-')[:12]}"
                  + (f"  shard {self.shard['index']}/{self.shard['count']}" if self.shard else "")]
         lines += [f"  - {r}" for r in self.reasons]
+        lines += [f"  * {n}" for n in self.notices]
+        if self.exam_change:
+            lines += ["", "Exam change (old and new exam, both on the baseline's state):"]
+            lines += [f"  {line}" for line in exam_change_lines(self.exam_change)]
         regs = [c for c in self._sorted_cases() if c.get("regressed")]
         if regs:
             lines.append("")
@@ -100,11 +114,16 @@ class GateReport:
         return "\n".join(lines)
 
     def render_markdown(self) -> str:
-        mark = {"accept": "✅ accepted", "reject": "❌ rejected", "partial": "🧩 partial (shard)"}[self.decision]
+        mark = {"accept": "✅ accepted", "reject": "❌ rejected", "partial": "🧩 partial (shard)",
+                "error": "⚠️ error (could not judge)"}[self.decision]
         out = [f"### Gate: {mark}", "",
                f"Candidate `{self.candidate[:12]}` against baseline `{(self.baseline or '-')[:12]}`"
                + (f", shard {self.shard['index']}/{self.shard['count']}" if self.shard else "") + ".", ""]
         out += [f"- {r}" for r in self.reasons]
+        out += [f"- note: {n}" for n in self.notices]
+        if self.exam_change:
+            out += ["", "**Exam change** (old and new exam, both on the baseline's state):", ""]
+            out += [f"- {line}" for line in exam_change_lines(self.exam_change)]
         if self.cases:
             out += ["", "| case | verdict | baseline | candidate |", "|---|---|---|---|"]
             for c in self._sorted_cases():
@@ -119,6 +138,20 @@ class GateReport:
         if self.errors:
             out += ["", f"Runner errors: {len(self.errors)} (reported apart from assertion failures)."]
         return "\n".join(out) + "\n"
+
+
+def exam_change_lines(change: dict) -> list[str]:
+    """What a new exam adds, removes and judges differently, one line each."""
+    def state(passes: bool | None) -> str:
+        return "passes" if passes else ("fails" if passes is not None else "not run")
+
+    lines = [f"+ {c['id']}: new case, {state(c.get('passes'))} on the baseline" for c in change.get("added", [])]
+    lines += [f"- {c['id']}: removed (it {state(c.get('passed'))} under the old exam)" for c in change.get("removed", [])]
+    for c in change.get("changed", []):
+        how = "case edited" if c.get("edited") else "case unchanged"
+        lines.append(f"~ {c['id']}: {state(c.get('old'))} under the old exam, {state(c.get('new'))} under the new ({how})")
+    lines.append(f"{change.get('unchanged', 0)} case(s) judged the same by both exams")
+    return lines
 
 
 def _counts(side: dict | None) -> str:

@@ -4,7 +4,11 @@ The contract (docs/gate.md): argv from the baseline's `gate.runner`, never a
 shell string; cwd and AEVOLVE_STATE_DIR = the read-only materialized tree of the
 evaluated commit; AEVOLVE_CASE_ID and AEVOLVE_REPEAT set; the case input as JSON
 on stdin; stdout is plain text or JSON {"output", "cost"?, "steps"?}. A non-zero
-exit or a timeout is an *error*, never an assertion failure.
+exit or a timeout is an *error*, never an assertion failure; `error_kind` says
+which, so the gate can tell a dead runner ("start") from a crashing agent.
+PYTHONDONTWRITEBYTECODE is set: the state dir is read-only, and a Python agent
+importing its own modules from it must not write `__pycache__` there (as root it
+could, and the gate would rightly see that as tampering).
 """
 
 from __future__ import annotations
@@ -15,12 +19,20 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .cases import content_hash
 
 STDERR_TAIL = 2000
 RUNNER_PROTOCOL = 1  # bump when the contract changes: invalidates cached runs
+TAMPERED_PATHS_SHOWN = 5
+
+# why a run is an error (RunResult.error_kind)
+START = "start"  # the runner could not be started at all: not found, not executable, bad cwd
+EXIT = "exit"  # it exited with a non-zero status (or was killed by a signal)
+TIMEOUT = "timeout"  # it ran past the timeout and was killed with its children
+TAMPERED = "tampered"  # it wrote into its read-only state dir (set by the gate)
+ERROR_KINDS = (START, EXIT, TIMEOUT, TAMPERED)
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class RunResult:
     exit_code: int | None = None
     error: str = ""  # why the run is an error (timeout, exit status, cannot start)
     stderr: str = ""  # tail
+    error_kind: str = ""  # one of ERROR_KINDS when status is "error"
     cached: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -66,9 +79,12 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict, cached: bool = False) -> RunResult:
-        known = {k: data.get(k) for k in ("status", "output", "cost", "steps", "latency_ms", "exit_code", "error", "stderr")}
-        known = {k: v for k, v in known.items() if v is not None}
+        # fields missing from older cached dicts (error_kind) keep their defaults
+        known = {k: data[k] for k in _STORED_FIELDS if data.get(k) is not None}
         return cls(**known, cached=cached)
+
+
+_STORED_FIELDS = ("status", "output", "cost", "steps", "latency_ms", "exit_code", "error", "stderr", "error_kind")
 
 
 def parse_stdout(text: str) -> tuple[str, float | None, list | None]:
@@ -117,6 +133,7 @@ def run_once(config: RunnerConfig, state_dir, case_id: str, case_input, repeat: 
         "AEVOLVE_STATE_DIR": str(state_dir),
         "AEVOLVE_CASE_ID": case_id,
         "AEVOLVE_REPEAT": str(repeat),
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     stdin = json.dumps(case_input, ensure_ascii=False).encode()
     start = time.perf_counter()
@@ -126,7 +143,8 @@ def run_once(config: RunnerConfig, state_dir, case_id: str, case_input, repeat: 
             cwd=str(state_dir), env=env, start_new_session=True,  # its own process group, killed as one
         )
     except OSError as exc:
-        return RunResult("error", error=f"cannot start runner {config.argv[0]!r}: {exc.strerror or exc}")
+        return RunResult("error", error=f"cannot start runner {config.argv[0]!r}: {exc.strerror or exc}",
+                         error_kind=START)
     with _live_lock:
         _live.add(proc)
     try:
@@ -140,6 +158,7 @@ def run_once(config: RunnerConfig, state_dir, case_id: str, case_input, repeat: 
         latency = (time.perf_counter() - start) * 1000
         return RunResult("error", latency_ms=latency, exit_code=proc.returncode,
                          error=f"timed out after {config.timeout:g}s (runner and its children killed)",
+                         error_kind=TIMEOUT,
                          stderr=_tail(err), output=out.decode(errors="replace")[-STDERR_TAIL:])
     finally:
         if proc.returncode is None:
@@ -151,10 +170,29 @@ def run_once(config: RunnerConfig, state_dir, case_id: str, case_input, repeat: 
     _kill_group(proc)  # background children left behind must not outlive the run
     if proc.returncode != 0:
         return RunResult("error", latency_ms=latency, exit_code=proc.returncode,
-                         error=f"runner exited with status {proc.returncode}", stderr=_tail(err))
+                         error=f"runner exited with status {proc.returncode}", stderr=_tail(err),
+                         error_kind=EXIT)
     output, cost, steps = parse_stdout(out.decode("utf-8", errors="replace"))
     return RunResult("ok", output=output, cost=cost, steps=steps, latency_ms=latency,
                      exit_code=0, stderr=_tail(err))
+
+
+def tampered(run: RunResult, paths: list[str]) -> RunResult:
+    """`run` turned into an error: it wrote into its state dir (`paths`, from
+    MaterializedTree.end), or another run did while it was reading it."""
+    from .materialize import CONCURRENT_CHANGE
+
+    own = [p for p in paths if p != CONCURRENT_CHANGE]
+    parts = []
+    if own:
+        shown = ", ".join(own[:TAMPERED_PATHS_SHOWN])
+        more = f" (and {len(own) - TAMPERED_PATHS_SHOWN} more)" if len(own) > TAMPERED_PATHS_SHOWN else ""
+        parts.append(f"runner wrote into its read-only state dir: {shown}{more}")
+    if CONCURRENT_CHANGE in paths:
+        parts.append("the state dir was modified by a concurrent run while this run used it")
+    if not parts:
+        parts.append("runner wrote into its read-only state dir")
+    return replace(run, status="error", error_kind=TAMPERED, error="; ".join(parts), cached=False)
 
 
 def _tail(data: bytes) -> str:
