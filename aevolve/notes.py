@@ -35,27 +35,40 @@ def same_verdict(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in VERDICT_KEYS) and cases(a) == cases(b)
 
 
-def store_report(repo: Repo, report: dict, secret_names: tuple[str, ...] = ()) -> bool:
+def store_report(repo: Repo, report: dict) -> bool:
     """Redact, sign and note `report` on its candidate. False (nothing written) when
     the note there already gives the same verdict: re-gating never churns notes."""
     existing = read_gate_report(repo, report["candidate"])
-    if existing is not None and same_verdict(existing, report):
+    if existing is not None and same_verdict(existing, report) and not _would_sign_better(repo, existing):
         return False
-    repo.write_note(report["candidate"], prepare_report(repo, report, secret_names))
+    repo.write_note(report["candidate"], prepare_report(repo, report))
     return True
 
 
-def prepare_report(repo: Repo, report: dict, secret_names: tuple[str, ...] = ()) -> bytes:
+def _would_sign_better(repo: Repo, existing: dict) -> bool:
+    """Would writing again replace a note that is unsigned, or signed by a key this
+    clone does not trust, with one signed here (CI re-gating a laptop's verdict)?"""
+    from .signing import NAMESPACE_VERDICT, allowed_signers_file, signing_key, verify
+    from .verdicts import verdict_payload
+
+    if signing_key(repo) is None:
+        return False
+    signature = existing.get("signature")
+    if signature is None:
+        return True
+    return not verify(verdict_payload(existing), signature, NAMESPACE_VERDICT, allowed_signers_file(repo)).valid
+
+
+def prepare_report(repo: Repo, report: dict) -> bytes:
     """The note's bytes: the report redacted, then signed when a key is configured."""
     from .secrets import redact_obj, secret_values
     from .verdicts import sign_report
 
-    names = tuple(secret_names) or _configured_key_names(repo, report.get("baseline"))
-    clean = redact_obj(report, secret_values(names=names))
+    clean = redact_obj(report, secret_values(names=secret_names(repo, report.get("baseline"))))
     return _dump(sign_report(repo, clean))
 
 
-def _configured_key_names(repo: Repo, baseline: str | None) -> tuple[str, ...]:
+def secret_names(repo: Repo, baseline: str | None) -> tuple[str, ...]:
     """The variable the baseline's aevolve.yaml names as holding the LLM key (its
     value is a secret whatever the variable is called)."""
     from .exam import read_config

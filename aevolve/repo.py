@@ -134,12 +134,12 @@ class Repo:
                                f"say which (e.g. {found[0]}), or delete the stray {found[-1]}")
 
     def resolve_branch(self, name: str) -> str:
-        """The commit a branch points at, by its full name: `main` is always
-        refs/heads/main, never a tag or a remote-tracking ref of that name."""
-        ref = name if name.startswith("refs/") else f"refs/heads/{name}"
-        target = self.ref_target(ref)
+        """The commit a branch points at: `main` is always refs/heads/main, never a
+        tag of that name; `origin/main` is the remote-tracking branch."""
+        refs = [name] if name.startswith("refs/") else [f"refs/heads/{name}", f"refs/remotes/{name}"]
+        target = next((t for t in map(self.ref_target, refs) if t is not None), None)
         if target is None:
-            raise RefNotFound(f"no branch {name!r} ({ref} does not exist)")
+            raise RefNotFound(f"no branch {name!r} ({' or '.join(refs)} does not exist)")
         return str(self.resolve(target).id)
 
     def try_resolve(self, rev: str) -> pygit2.Commit | None:

@@ -162,3 +162,16 @@ def test_verify_by_a_key_not_in_the_allowed_signers_fails(g, tmp_path):
     gate(g.repo, cand)
     result = run(g, "verify", cand)
     assert result.return_value == 1 and "signature does not hold" in result.output
+
+
+def test_an_unsigned_verdict_is_signed_when_gated_again_where_a_key_is_configured(g, tmp_path):
+    cand = g.answers_branch("evolve/better", **{"late-fee": "right", "refund": "right", "warranty": "right"},
+                            extra="x")
+    gate(g.repo, cand)  # a laptop without a key
+    assert "signature" not in read_gate_report(g.repo, cand)
+    use_key(g, make_key(tmp_path / "keys", "ci"))
+    gate(g.repo, cand)  # CI re-gates: same verdict, now signed by a key it trusts
+    assert read_gate_report(g.repo, cand)["signature"]["signer"] == "ci@example.com"
+    notes = g.repo.ref_target("refs/notes/aevolve")
+    gate(g.repo, cand)  # and once signed, an unchanged verdict is not rewritten
+    assert g.repo.ref_target("refs/notes/aevolve") == notes

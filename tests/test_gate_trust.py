@@ -504,3 +504,14 @@ def test_a_key_the_runner_prints_is_redacted_from_the_note(tmp_path, monkeypatch
     assert FAKE_KEY not in note
     assert "my key is [REDACTED]" in note  # stdout, in the failure of case a
     assert "debug: using key [REDACTED]" in note  # stderr, in the runner error of case b
+
+
+def test_a_key_the_runner_prints_is_redacted_from_what_gate_prints_and_writes(tmp_path, monkeypatch, aevolve):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    g = make(tmp_path)
+    g.answers_branch("evolve/leak", a="LEAK", b="LEAK-ERROR", c="right")
+    out = tmp_path / "report.json"
+    result = aevolve(g, "gate", "evolve/leak", "--output", out)
+    assert result.code == 100
+    assert FAKE_KEY not in result.out and FAKE_KEY not in out.read_text()
+    assert "[REDACTED]" in out.read_text()

@@ -76,21 +76,32 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
         candidate = args[0] if args else "HEAD"
         if promote and _behind(repo, candidate, base):
             report, promoted = _gate_and_promote(repo, candidate, base)
+            report = _redacted(repo, report)
             _write_output(output, report.to_dict())
             _show(report, report.to_dict(), promoted, fmt, as_json)
             return 0
         progress = sys.stderr.isatty() and not as_json
         report = run_gate(repo, candidate, base=base, jobs=jobs, shard=shard_spec,
                           use_cache=not no_cache, progress=progress)
-    data = report.to_dict()
-    _write_output(output, data)
+    shown = _redacted(repo, report)  # shard files travel as CI artifacts: no secrets in them
+    _write_output(output, shown.to_dict())
     promoted = None
     if promote and report.accepted:
         from ..gate.promote import promote as do_promote
 
         promoted = do_promote(repo, report.candidate if collect else candidate, main=base)
-    _show(report, data, promoted, fmt, as_json)
+    _show(shown, shown.to_dict(), promoted, fmt, as_json)
     return {"accept": 0, "partial": 0, "reject": 100}.get(report.decision, 1)
+
+
+def _redacted(repo, report):
+    """The report as it may be shown or written: secrets replaced, like its note."""
+    from ..gate.report import GateReport
+    from ..notes import secret_names
+    from ..secrets import redact_obj, secret_values
+
+    data = redact_obj(report.to_dict(), secret_values(names=secret_names(repo, report.baseline)))
+    return GateReport.from_dict(data)
 
 
 def _write_output(output: str | None, data: dict) -> None:

@@ -241,12 +241,14 @@ def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
 
 
 def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int) -> list[dict]:
-    """A latency regression counts only when a second measurement of both sides confirms it."""
+    """A latency regression (or improvement) counts only when a second measurement
+    of both sides confirms it: one slow run on a loaded machine proves nothing."""
     from .execute import Job, execute
     from .suite import is_timed
 
     by_id = {c.id: c for c in t.exam.cases}
-    timed = [by_id[e["id"]] for e in entries if e.get("regressed") and is_timed(by_id[e["id"]])]
+    moved = [e for e in entries if e.get("regressed") or e.get("verdict") == "improvement"]
+    timed = [by_id[e["id"]] for e in moved if is_timed(by_id[e["id"]])]
     if not timed:
         return entries
     trees = {"baseline": t.base_state.tree_id, "candidate": t.cand_state.tree_id}
@@ -259,11 +261,11 @@ def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int) -> lis
         redo = second.get(entry["id"])
         if redo is None:
             out.append(entry)
-        elif redo.get("regressed"):
-            out.append({**entry, "remeasured": "the latency regression was confirmed by a second measurement"})
+        elif redo.get("verdict") == entry.get("verdict"):
+            out.append({**entry, "remeasured": f"the {entry['verdict']} was confirmed by a second measurement"})
         else:
-            out.append({**redo, "remeasured": "a latency regression was not confirmed by a second measurement "
-                                              "of both sides; the second measurement counts"})
+            out.append({**redo, "remeasured": f"a timed {entry['verdict']} was not confirmed by a second "
+                                              "measurement of both sides; the second measurement counts"})
     return out
 
 
