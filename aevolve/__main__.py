@@ -1,3 +1,3 @@
-from .cli import main
+from aevolve.cli import main
 
 main()

@@ -29,7 +29,7 @@ print(data["q"])
 
 
 def make_repo(root: Path, cases: int, sleep: float) -> tuple[Path, Path]:
-    from aevolve.init import init_repo
+    from aevolve._state.init import init_repo
 
     root.mkdir(parents=True)
     runner, log = root / "runner.py", root / "runs.log"
@@ -69,8 +69,8 @@ def count(log: Path) -> int:
 
 
 def bench_overhead(tmp: Path, cases: int) -> list[tuple]:
-    from aevolve.gate import gate
-    from aevolve.repo import Repo
+    from aevolve._gate.run import gate
+    from aevolve._git.repo import Repo
 
     state, log = make_repo(tmp / "overhead", cases, 0.0)
     repo = Repo.open(state)
@@ -97,8 +97,8 @@ def bench_overhead(tmp: Path, cases: int) -> list[tuple]:
 
 
 def bench_parallel(tmp: Path, cases: int, jobs_list: list[int]) -> list[tuple]:
-    from aevolve.gate import gate
-    from aevolve.repo import Repo
+    from aevolve._gate.run import gate
+    from aevolve._git.repo import Repo
 
     state, _ = make_repo(tmp / "parallel", cases, 0.2)
     repo = Repo.open(state)
@@ -116,8 +116,8 @@ def bench_parallel(tmp: Path, cases: int, jobs_list: list[int]) -> list[tuple]:
 
 
 def bench_regate(tmp: Path, cases: int) -> list[tuple]:
-    from aevolve.gate import gate
-    from aevolve.repo import Repo
+    from aevolve._gate.run import gate
+    from aevolve._git.repo import Repo
 
     state, log = make_repo(tmp / "regate", cases, 0.0)
     repo = Repo.open(state)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         rows = bench_overhead(Path(tmp), cases) + bench_parallel(Path(tmp), par_cases, jobs_list) \
             + bench_regate(Path(tmp), cases)
-        from aevolve.gate.materialize import remove
+        from aevolve._gate.materialize import remove
 
         for folder in Path(tmp).glob("*/state/.git/aevolve/trees"):
             remove(folder)  # read-only copies: make them deletable

@@ -96,7 +96,7 @@ def time_cli(root: Path) -> float:
 
 
 def time_api(root: Path) -> float:
-    from aevolve.propose import propose
+    from aevolve._propose.run import propose
 
     start = time.perf_counter()
     result = propose(root, evolver="rules")

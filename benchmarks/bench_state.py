@@ -9,7 +9,7 @@ in the same run:
   (a) `aevolve validate` of the working tree, cold (no cache) and incremental
       (one skill changed, cache warm)            vs `git status`
   (b) one commit with one changed file built without the working tree: a
-      python process using aevolve.repo (the code path `aevolve propose` uses)
+      python process using aevolve._git.repo (the code path `aevolve propose` uses)
                                                  vs git plumbing with a
       temporary index (read-tree / hash-object / update-index --cacheinfo /
       write-tree / commit-tree / update-ref)
@@ -39,7 +39,7 @@ CHANGED_SKILL = "skills/skill-00042/SKILL.md"
 
 COMMIT_SNIPPET = """
 import sys
-from aevolve.repo import Repo
+from aevolve._git.repo import Repo
 repo = Repo.open(sys.argv[1])
 old = repo.ref_target(sys.argv[2])
 tree = repo.build_tree(repo.git[old].tree, {sys.argv[3]: sys.stdin.buffer.read()})
@@ -59,8 +59,8 @@ def build_state(root: Path, skills: int, lines: int) -> None:
     """A state repo at `root` with main checked out; objects written directly with pygit2."""
     import pygit2
 
-    from aevolve.config import TEMPLATE
-    from aevolve.repo import BLOB, TREE
+    from aevolve._config import TEMPLATE
+    from aevolve._git.repo import BLOB, TREE
 
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     repo = pygit2.Repository(str(root))
@@ -184,7 +184,7 @@ def measure(root: Path, runs: int) -> list[tuple]:
         ours_commit.append(run([py, "-c", COMMIT_SNIPPET, str(root), BRANCH, "skills/skill-00007/SKILL.md"],
                                root, data=data))
         git_commit.append(git_plumbing_commit(root, "skills/skill-00007/SKILL.md", data + b"git"))
-    rows.append(("one-file commit, no worktree", "python -c <aevolve.repo snippet>", median(ours_commit),
+    rows.append(("one-file commit, no worktree", "python -c <aevolve._git.repo snippet>", median(ours_commit),
                  "7 git plumbing calls, temp index", median(git_commit), 1.5))
 
     help_t, version_t, floor = [], [], []

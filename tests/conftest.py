@@ -92,7 +92,7 @@ SAMPLE_STATE = {
 
 def make_state_repo(root: Path, files: dict | None = None) -> Path:
     """A state repository at `root` with SAMPLE_STATE (or `files`) committed on main."""
-    from aevolve.init import init_repo
+    from aevolve._state.init import init_repo
 
     root.mkdir(parents=True, exist_ok=True)
     write(root, SAMPLE_STATE if files is None else files)
@@ -122,8 +122,8 @@ def cli():
 
 def verdict_for(repo, commit: str, decision: str = "accept", **extra) -> dict:
     """A gate report on the transition parent -> commit, as the gate would write it."""
-    from aevolve.exam import exam_digest
-    from aevolve.state import State
+    from aevolve._trust.exam import exam_digest
+    from aevolve._state.model import State
 
     parent = str(repo.resolve(commit).parents[0].id)
     state = State.from_tree(repo, parent)
@@ -136,6 +136,6 @@ def verdict_for(repo, commit: str, decision: str = "accept", **extra) -> dict:
 
 def admissible(repo, commit: str) -> bool:
     """Does `commit` carry a verdict that would admit it into main (aevolve.verdicts)?"""
-    from aevolve.verdicts import GitReader, check_commit, local_trust
+    from aevolve._trust.verdicts import GitReader, check_commit, local_trust
 
     return check_commit(GitReader(repo), str(commit), local_trust(repo)).valid

@@ -92,7 +92,7 @@ class GateRepo:
             "memory/facts.jsonl": facts(**answers),
             "evals/suite.yaml": cases,
         })
-        from aevolve.repo import Repo
+        from aevolve._git.repo import Repo
 
         self.repo = Repo.open(self.path)
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import git, make_state_repo, write
 from test_signing import BOTH, fingerprint_of, make_key, public
 
-from aevolve.approvals import (
+from aevolve._trust.approvals import (
     APPROVALS_REF,
     Approval,
     approval_payload,
@@ -22,9 +22,9 @@ from aevolve.approvals import (
     read_approvals,
 )
 from aevolve.cli import cli, main
-from aevolve.errors import SigningError
-from aevolve.gitsetup import setup
-from aevolve.repo import Repo
+from aevolve._errors import SigningError
+from aevolve._state.gitsetup import setup
+from aevolve._git.repo import Repo
 
 
 def use_key(checkout: Path, key: Path, email: str) -> None:
@@ -157,7 +157,7 @@ def test_an_approval_by_an_unlisted_key_does_not_count(repo, tmp_path, keys):
 
 
 def test_a_verdict_signature_is_not_an_approval(repo, keys):
-    from aevolve.signing import NAMESPACE_VERDICT, sign, signing_key
+    from aevolve._trust.signing import NAMESPACE_VERDICT, sign, signing_key
 
     commit, tree = head(repo)
     approval = approve(repo, "HEAD").to_dict()

@@ -6,8 +6,8 @@ import json
 
 from conftest import admissible, git
 
-from aevolve.notes import read_gate_report
-from aevolve.repo import Repo
+from aevolve._git.notes import read_gate_report
+from aevolve._git.repo import Repo
 
 
 def test_demo_promotes_the_good_proposal_and_rejects_the_wrong_one(tmp_path, cli):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_STATE, git, make_state_repo, run_cli, write
 
-from aevolve.diff import INDEX, WORKTREE, _Source, semantic_diff
-from aevolve.repo import Repo
+from aevolve._review.diff import INDEX, WORKTREE, _Source, semantic_diff
+from aevolve._git.repo import Repo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import time
 
 from conftest import git, run_cli
 
-from aevolve.observations import observe
-from aevolve.propose import propose
+from aevolve._state.observations import observe
+from aevolve._propose.run import propose
 
 GOOD = """
 import json, os, pathlib

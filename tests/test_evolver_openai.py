@@ -1,5 +1,5 @@
 """The `openai` evolver against a real HTTP server on 127.0.0.1, driven by the real
-`openai` client, end to end through `aevolve.propose.propose` on real repositories.
+`openai` client, end to end through `aevolve._propose.run.propose` on real repositories.
 
 Only the model's answers are scripted (tests/fake_openai.py); every proposal
 either ends in a commit on an evolve/ branch or in a clear refusal that leaves
@@ -15,11 +15,11 @@ import pytest
 from conftest import SAMPLE_STATE, git, make_state_repo, run_cli
 from fake_openai import FakeOpenAI
 
-from aevolve import llm
-from aevolve.config import resolve as resolve_config
-from aevolve.errors import EvolverFailed, PolicyRefused, UsageError
-from aevolve.observations import observe
-from aevolve.propose import propose
+from aevolve._propose import llm
+from aevolve._config import resolve as resolve_config
+from aevolve._errors import EvolverFailed, PolicyRefused, UsageError
+from aevolve._state.observations import observe
+from aevolve._propose.run import propose
 
 FAILURES = [
     {"id": "obs-1", "task": "Can I return shoes after 40 days?", "output": "Yes, of course!",
@@ -299,7 +299,7 @@ def test_a_missing_key_names_the_variable_and_sends_nothing(repo, server):
 
 
 def test_aevolve_yaml_chooses_model_and_key_variable_over_the_environment(tmp_path, server, monkeypatch):
-    from aevolve.config import TEMPLATE
+    from aevolve._config import TEMPLATE
 
     files = {
         **SAMPLE_STATE,
@@ -525,7 +525,7 @@ def test_an_answer_that_writes_the_api_key_into_an_edit_is_refused_naming_the_ed
 
 
 def test_the_key_variable_aevolve_yaml_names_is_guarded_whatever_its_name(tmp_path, server, monkeypatch):
-    from aevolve.config import TEMPLATE
+    from aevolve._config import TEMPLATE
 
     files = {**SAMPLE_STATE, "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
     root = make_state_repo(tmp_path / "state", files)

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from conftest import git, run_cli
 
-from aevolve.errors import EvolverFailed, UsageError
-from aevolve.propose import propose
+from aevolve._errors import EvolverFailed, UsageError
+from aevolve._propose.run import propose
 
 RATIONALE = ["--title", "tighten refunds", "--diagnosis", "obs-1 was wrong", "--change", "edits",
              "--expected-effect", "fewer refund errors", "--evidence", "obs-1,obs-2"]
@@ -119,7 +119,7 @@ def test_a_diff_into_a_protected_path_is_refused_by_policy(state_repo, tmp_path)
 
 
 def test_edits_and_diff_together_are_a_usage_error():
-    from aevolve.evolvers.patch import PatchEvolver
+    from aevolve._propose.evolvers.patch import PatchEvolver
 
     with pytest.raises(UsageError):
         PatchEvolver(edits="a.yaml", diff="b.diff")

@@ -6,11 +6,11 @@ import json
 
 from conftest import git, run_cli
 
-from aevolve.observations import observe
-from aevolve.propose import propose
-from aevolve.repo import Repo
-from aevolve.state import State
-from aevolve.validate import validate
+from aevolve._state.observations import observe
+from aevolve._propose.run import propose
+from aevolve._git.repo import Repo
+from aevolve._state.model import State
+from aevolve._state.validate import validate_state
 
 
 def failure(i, tags=("billing",), expected="30 days", detail=None, ts="2025-01-01T00:00:00Z", success=False):
@@ -57,7 +57,7 @@ def test_three_failures_sharing_a_tag_draft_a_valid_skill(state_repo, tmp_path):
     assert "3 of 4 failed tasks were tagged `billing`" in skill and "Always quote the 30-day window." in skill
     assert "question 1 → expected 30 days (obs-1)" in skill
     assert "3 of 4 failed tasks share the tag `billing`: obs-1, obs-2, obs-3." in result.message
-    report = validate(State.from_tree(Repo.open(state_repo), result.branch))
+    report = validate_state(State.from_tree(Repo.open(state_repo), result.branch))
     assert report.ok and not [w for w in report.warnings if "billing" in w.path]
 
 

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from aevolve.gate.assertions import AssertContext, AssertionSetupError, evaluate, follow, grade, parse_path
-from aevolve.gate.runner import RunResult
-from aevolve.repo import Repo
+from aevolve._gate.assertions import AssertContext, AssertionSetupError, evaluate, follow, grade, parse_path
+from aevolve._gate.runner import RunResult
+from aevolve._git.repo import Repo
 from conftest import make_state_repo
 
 
@@ -83,7 +83,7 @@ def test_grade_collects_every_failed_reason():
 
 
 def _exam_state(tmp_path, checks: str):
-    from aevolve.state import State
+    from aevolve._state.model import State
 
     root = make_state_repo(tmp_path / "s", {"evals/checks.py": checks, "evals/a.yaml": ""})
     return State.from_tree(Repo.open(root), "main")

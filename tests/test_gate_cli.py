@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from aevolve import schemas
-from aevolve.gate import gate
-from aevolve.notes import read_gate_report
+from aevolve._state import schemas
+from aevolve._gate.run import gate
+from aevolve._git.notes import read_gate_report
 from conftest import admissible, git, run_cli
 from gate_support import GateRepo, cases_yaml
 

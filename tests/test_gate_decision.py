@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aevolve.gate.decision import decide, fisher_greater, fisher_less, judge_case, min_p_value
+from aevolve._gate.decision import decide, fisher_greater, fisher_less, judge_case, min_p_value
 
 
 def side(passes, runs, errors=0):

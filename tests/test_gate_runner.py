@@ -8,9 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from aevolve.gate import gate
-from aevolve.gate.materialize import CONCURRENT_CHANGE, materialize, trees_dir
-from aevolve.gate.runner import RunnerConfig, RunResult, parse_stdout, run_once, tampered
+from aevolve._gate.run import gate
+from aevolve._gate.materialize import CONCURRENT_CHANGE, materialize, trees_dir
+from aevolve._gate.runner import RunnerConfig, RunResult, parse_stdout, run_once, tampered
 from gate_support import GateRepo, cases_yaml
 
 PROBE = """\
@@ -25,7 +25,7 @@ print(json.dumps({"output": {"cwd": os.getcwd(), "state": os.environ["AEVOLVE_ST
 
 
 def test_runner_gets_the_materialized_tree_its_case_and_input(tmp_path, state_repo):
-    from aevolve.repo import Repo
+    from aevolve._git.repo import Repo
 
     repo = Repo.open(state_repo)
     root = materialize(repo, str(repo.tree("main").id))
@@ -50,7 +50,7 @@ def test_plain_text_and_json_stdout():
 
 
 def test_materialized_tree_is_read_only_and_shared(state_repo):
-    from aevolve.repo import Repo
+    from aevolve._git.repo import Repo
 
     repo = Repo.open(state_repo)
     tree = str(repo.tree("main").id)
@@ -103,7 +103,7 @@ def test_crashing_runner_is_an_error_with_its_stderr_not_a_failure(tmp_path):
 
 
 def test_runner_that_cannot_start_is_an_error(tmp_path, state_repo):
-    from aevolve.repo import Repo
+    from aevolve._git.repo import Repo
 
     repo = Repo.open(state_repo)
     root = materialize(repo, str(repo.tree("main").id))
@@ -112,7 +112,7 @@ def test_runner_that_cannot_start_is_an_error(tmp_path, state_repo):
 
 
 def _root(state_repo):
-    from aevolve.repo import Repo
+    from aevolve._git.repo import Repo
 
     repo = Repo.open(state_repo)
     return materialize(repo, str(repo.tree("main").id))

@@ -18,11 +18,11 @@ from conftest import admissible, git, verdict_for
 from gate_support import AGENT, GateRepo, cases_yaml, config_yaml, facts
 
 from aevolve.cli import main
-from aevolve.errors import AmbiguousRef
-from aevolve.gate import gate
-from aevolve.gate.promote import NotGated, promote
-from aevolve.notes import read_gate_report
-from aevolve.repo import NOTES_REF
+from aevolve._errors import AmbiguousRef
+from aevolve._gate.run import gate
+from aevolve._promote.promote import NotGated, promote
+from aevolve._git.notes import read_gate_report
+from aevolve._git.repo import NOTES_REF
 
 # Extra behaviours of the test agent, chosen by its answer or by the environment:
 # SLOWONCE:<s> sleeps only on its first run (a marker beside the runner log, outside

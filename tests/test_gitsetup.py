@@ -6,9 +6,9 @@ import subprocess
 
 from conftest import git, make_state_repo, run_cli, write
 
-from aevolve.gitsetup import configure_repo, setup
-from aevolve.notes import write_gate_report
-from aevolve.repo import Repo
+from aevolve._state.gitsetup import configure_repo, setup
+from aevolve._git.notes import write_gate_report
+from aevolve._git.repo import Repo
 
 
 def test_init_routes_memory_jsonl_through_the_aevolve_drivers(state_repo):

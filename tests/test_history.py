@@ -6,12 +6,12 @@ import json
 
 from conftest import git
 
-from aevolve.evolvers.base import Edit, Proposal
-from aevolve.history import log, rollback
-from aevolve.notes import write_gate_report
-from aevolve.propose import commit_proposal
-from aevolve.repo import Repo
-from aevolve.state import State
+from aevolve._propose.evolvers.base import Edit, Proposal
+from aevolve._review.history import log, rollback
+from aevolve._git.notes import write_gate_report
+from aevolve._propose.run import commit_proposal
+from aevolve._git.repo import Repo
+from aevolve._state.model import State
 
 
 def propose(repo: Repo, title: str, edits: list[Edit], evidence=("obs-1", "obs-2")) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from conftest import git, make_state_repo, run_cli, write
 
-from aevolve.repo import Repo
+from aevolve._git.repo import Repo
 
 
 def push(cwd, *args) -> subprocess.CompletedProcess:
@@ -18,9 +18,9 @@ def push(cwd, *args) -> subprocess.CompletedProcess:
 def verdict(clone, commit: str, *, decision: str = "accept", key=None, **fields) -> dict:
     """A gate report on exactly the step commit^1 -> commit (what the gate writes), signed
     with the private key file `key` when given; `fields` override any part of it."""
-    from aevolve.exam import exam_digest
-    from aevolve.signing import NAMESPACE_VERDICT, SigningKey, sign
-    from aevolve.verdicts import GitReader, verdict_payload
+    from aevolve._trust.exam import exam_digest
+    from aevolve._trust.signing import NAMESPACE_VERDICT, SigningKey, sign
+    from aevolve._trust.verdicts import GitReader, verdict_payload
 
     reader = GitReader(Repo.open(clone))
     info = reader.commit(commit)

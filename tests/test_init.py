@@ -7,8 +7,8 @@ from pathlib import Path
 
 from conftest import SAMPLE_STATE, git, run_cli, write
 
-from aevolve.config import TEMPLATE
-from aevolve.init import init_repo
+from aevolve._config import TEMPLATE
+from aevolve._state.init import init_repo
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import git, make_state_repo
 
-from aevolve.merge import MergeConflict, add_trailer, merge_jsonl, rebase_onto
-from aevolve.repo import Repo
+from aevolve._state.merge import MergeConflict, add_trailer, merge_jsonl, rebase_onto
+from aevolve._git.repo import Repo
 
 
 def rec(id_, **fields) -> str:

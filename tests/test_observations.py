@@ -9,9 +9,9 @@ import sys
 import pytest
 from conftest import git, run_cli
 
-from aevolve.errors import InvalidInput
-from aevolve.observations import load_observations, observe
-from aevolve.repo import OBSERVATIONS_REF, Repo
+from aevolve._errors import InvalidInput
+from aevolve._state.observations import load_observations, observe
+from aevolve._git.repo import OBSERVATIONS_REF, Repo
 
 
 def obs(i, success=False, ts="2025-01-01T10:00:00Z", **extra):
@@ -105,7 +105,7 @@ def test_an_invalid_since_date_is_a_usage_error(state_repo):
 
 def test_concurrent_observe_processes_lose_nothing(state_repo, tmp_path):
     sources = [jsonl(tmp_path / f"o{k}.jsonl", [obs(f"{k}-{i}") for i in range(5)]) for k in range(4)]
-    code = "import sys; from aevolve.observations import observe; observe(sys.argv[1], [sys.argv[2]])"
+    code = "import sys; import aevolve; aevolve.observe(sys.argv[1], [sys.argv[2]])"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(state_repo), str(s)]) for s in sources]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     assert len(load_observations(state_repo)) == 20

@@ -7,11 +7,11 @@ import os
 import pytest
 from conftest import SAMPLE_STATE, git, make_state_repo
 
-from aevolve.evolvers.base import Edit, Proposal
-from aevolve.policy import check, path_problems
-from aevolve.repo import Repo
-from aevolve.secrets import find_secrets
-from aevolve.state import State
+from aevolve._propose.evolvers.base import Edit, Proposal
+from aevolve._propose.policy import check, path_problems
+from aevolve._git.repo import Repo
+from aevolve._trust.secrets import find_secrets
+from aevolve._state.model import State
 
 GOOD_SKILL = "---\nname: greet\ndescription: Greet the user by name.\n---\n\n# Greet\nSay hello.\n"
 

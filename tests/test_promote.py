@@ -9,11 +9,11 @@ import sys
 import pytest
 from conftest import SAMPLE_STATE, admissible, git, make_state_repo, run_cli, verdict_for
 
-from aevolve import schemas
-from aevolve.errors import Conflict, GateRejected
-from aevolve.gate.promote import NotGated, promote
-from aevolve.notes import write_gate_report
-from aevolve.repo import MAIN, NOTES_REF, Repo
+from aevolve._state import schemas
+from aevolve._errors import Conflict, GateRejected
+from aevolve._promote.promote import NotGated, promote
+from aevolve._git.notes import write_gate_report
+from aevolve._git.repo import MAIN, NOTES_REF, Repo
 
 
 def report(commit: str, decision: str = "accept", **extra) -> dict:

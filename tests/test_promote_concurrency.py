@@ -10,14 +10,14 @@ import time
 
 from conftest import SAMPLE_STATE, admissible, git, make_state_repo, verdict_for
 
-from aevolve.notes import write_gate_report
-from aevolve.repo import MAIN, NOTES_REF, Repo
+from aevolve._git.notes import write_gate_report
+from aevolve._git.repo import MAIN, NOTES_REF, Repo
 
 WORKER = """\
 import json, os, sys, time
-from aevolve.repo import Repo
-from aevolve.gate.promote import promote
-from aevolve.errors import AevolveError
+from aevolve._git.repo import Repo
+from aevolve._promote.promote import promote
+from aevolve._errors import AevolveError
 repo_path, candidate, regate, go = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
 while not os.path.exists(go):
     time.sleep(0.005)
@@ -32,8 +32,8 @@ print(json.dumps(out))
 # Keeps refs/notes/aevolve moving while the promotions run, as a parallel gate would.
 NOTE_WRITER = """\
 import os, sys, time
-from aevolve.repo import Repo
-from aevolve.notes import write_gate_report
+from aevolve._git.repo import Repo
+from aevolve._git.notes import write_gate_report
 repo = Repo.open(sys.argv[1])
 go, stop, target = sys.argv[2], sys.argv[3], sys.argv[4]
 while not os.path.exists(go):

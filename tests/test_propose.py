@@ -10,11 +10,11 @@ import pytest
 from conftest import git, run_cli
 
 import aevolve
-from aevolve.errors import EvolverFailed, PolicyRefused
-from aevolve.evolvers.base import Edit, Proposal
-from aevolve.notes import write_gate_report
-from aevolve.propose import commit_proposal, propose
-from aevolve.repo import Repo
+from aevolve._errors import EvolverFailed, PolicyRefused
+from aevolve._propose.evolvers.base import Edit, Proposal
+from aevolve._git.notes import write_gate_report
+from aevolve._propose.run import commit_proposal, propose
+from aevolve._git.repo import Repo
 
 SKILL = "---\nname: greet\ndescription: Greet the user by name.\n---\n\n# Greet\nSay hello.\n"
 
@@ -53,7 +53,7 @@ def test_propose_creates_one_commit_on_a_new_branch_and_leaves_the_checkout_alon
     git(state_repo, "add", "prompts/system.md")
     (state_repo / "scratch.txt").write_text("untracked\n")
     before = snapshot(state_repo)
-    result = aevolve.propose(str(state_repo), evolver=Scripted(make()))
+    result = aevolve.propose(aevolve.Repo.open(state_repo), evolver=Scripted(make()))
     assert snapshot(state_repo) == before
     assert re.fullmatch(r"evolve/\d{8}-add-greeting-skill-[0-9a-z]{8}", result.branch)
     assert git(state_repo, "rev-parse", result.branch) == result.commit

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import git
 
-from aevolve.rationale import parse
+from aevolve._propose.rationale import parse
 
 
 def fsck_clean(root):

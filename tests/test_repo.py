@@ -11,8 +11,8 @@ import pygit2
 import pytest
 from conftest import git, make_state_repo, write
 
-from aevolve.errors import LockBusy, RefMoved, RefNotFound
-from aevolve.repo import MAIN, ZERO, Repo
+from aevolve._errors import LockBusy, RefMoved, RefNotFound
+from aevolve._git.repo import MAIN, ZERO, Repo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,7 +223,7 @@ def test_write_note_respects_notes_written_by_git_with_fanout(state_repo):
 
 NOTE_WRITER = textwrap.dedent("""
     import sys
-    from aevolve.repo import Repo
+    from aevolve._git.repo import Repo
     repo = Repo.open(sys.argv[1])
     for commit in sys.argv[2:]:
         repo.write_note(commit, f"note for {commit}\\n".encode())
@@ -255,7 +255,7 @@ def test_parallel_note_writers_lose_no_note(state_repo):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from aevolve.repo import Repo
+    from aevolve._git.repo import Repo
     with Repo.open(sys.argv[1]).lock():
         print("locked", flush=True)
         time.sleep(float(sys.argv[2]))
@@ -287,7 +287,7 @@ def test_lock_is_released_after_use(state_repo):
 
 
 def test_open_outside_a_repository_says_to_run_init(tmp_path):
-    from aevolve.errors import NotARepository
+    from aevolve._errors import NotARepository
 
     with pytest.raises(NotARepository, match="aevolve init"):
         Repo.open(tmp_path)
@@ -308,8 +308,8 @@ def test_bare_repository_is_readable(tmp_path):
 
 CREATOR = textwrap.dedent("""
     import sys
-    from aevolve.errors import RefMoved
-    from aevolve.repo import Repo
+    from aevolve._errors import RefMoved
+    from aevolve._git.repo import Repo
     repo = Repo.open(sys.argv[1])
     try:
         repo.create_ref("refs/heads/evolve/race", sys.argv[2])

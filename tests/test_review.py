@@ -6,12 +6,12 @@ import json
 
 from conftest import git
 
-from aevolve.evolvers.base import Edit, Proposal
-from aevolve.notes import write_gate_report
-from aevolve.observations import observe
-from aevolve.propose import commit_proposal
-from aevolve.repo import Repo
-from aevolve.review import build_review, review
+from aevolve._propose.evolvers.base import Edit, Proposal
+from aevolve._git.notes import write_gate_report
+from aevolve._state.observations import observe
+from aevolve._propose.run import commit_proposal
+from aevolve._git.repo import Repo
+from aevolve._review.review import build_review, review
 
 
 def propose(repo: Repo, evidence=(), edits=None, title="sharpen the system prompt") -> str:
@@ -186,7 +186,7 @@ def test_review_json_is_redacted_too(state_repo, monkeypatch):
 def test_review_redacts_the_key_variable_aevolve_yaml_names(tmp_path, monkeypatch):
     from conftest import SAMPLE_STATE, make_state_repo
 
-    from aevolve.config import TEMPLATE
+    from aevolve._config import TEMPLATE
 
     files = {**SAMPLE_STATE, "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
     root = make_state_repo(tmp_path / "state", files)

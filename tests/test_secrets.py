@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from aevolve.secrets import find_secrets, leaked_names, redact, redact_obj, secret_values
+from aevolve._trust.secrets import find_secrets, leaked_names, redact, redact_obj, secret_values
 
 AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq" + "/K1SZFPTOtr/KBHBeksoGMGw=="
 NEW_FORMATS = {

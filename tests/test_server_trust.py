@@ -14,7 +14,7 @@ from conftest import git, make_state_repo, run_cli
 from gate_support import GateRepo, cases_yaml, facts
 from test_hooks_server import commit_change, gate_note, note, push, verdict
 
-from aevolve.repo import Repo
+from aevolve._git.repo import Repo
 
 SHORTER = {"prompts/system.md": "Be brief.\n"}
 PROPOSAL = (
@@ -345,8 +345,8 @@ def propose(clone, **answers) -> str:
 
 
 def test_a_commit_gated_and_promoted_by_aevolve_reaches_a_server_that_demands_signatures(gated):
-    from aevolve.gate import gate
-    from aevolve.gate.promote import promote
+    from aevolve._gate.run import gate
+    from aevolve._promote.promote import promote
 
     bare, clone, signers = gated
     assert run_cli("hooks", "install", "--server", bare, "--allowed-signers", signers).returncode == 0
@@ -360,7 +360,7 @@ def test_a_commit_gated_and_promoted_by_aevolve_reaches_a_server_that_demands_si
 
 
 def test_a_signed_verdict_whose_decision_was_flipped_after_signing_is_refused(gated):
-    from aevolve.gate import gate
+    from aevolve._gate.run import gate
 
     bare, clone, signers = gated
     assert run_cli("hooks", "install", "--server", bare, "--allowed-signers", signers).returncode == 0

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from aevolve.errors import SigningError
-from aevolve.repo import Repo
-from aevolve.signing import (
+from aevolve._errors import SigningError
+from aevolve._git.repo import Repo
+from aevolve._trust.signing import (
     NAMESPACE_APPROVAL,
     NAMESPACE_VERDICT,
     SigningKey,

@@ -6,8 +6,8 @@ import json
 
 from conftest import git, make_state_repo, run_cli, write
 
-from aevolve.repo import MAIN, Repo
-from aevolve.status import status
+from aevolve._git.repo import MAIN, Repo
+from aevolve._state.status import status
 
 
 def open_branch(root, name: str, path: str, data: bytes) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_STATE, git, make_state_repo, run_cli, write
 
-from aevolve.repo import Repo
-from aevolve.state import State
-from aevolve.validate import validate
+from aevolve._git.repo import Repo
+from aevolve._state.model import State
+from aevolve._state.validate import validate_state
 
 SKILL = "skills/refund-policy/SKILL.md"
 
@@ -25,7 +25,7 @@ def problems_of(tmp_path: Path, changes: dict) -> tuple[list, list]:
     files = {**SAMPLE_STATE, **changes}
     root = tmp_path / "folder"
     write(root, {k: v for k, v in files.items() if v is not None})
-    report = validate(State.from_folder(root))
+    report = validate_state(State.from_folder(root))
     return report.errors, report.warnings
 
 
@@ -242,7 +242,7 @@ def test_validate_a_path_outside_any_repository(tmp_path):
 def test_validate_sees_untracked_and_deleted_worktree_files(state_repo):
     write(state_repo, {"skills/new-one/SKILL.md": skill_doc("name: wrong\ndescription: d\n")})
     (state_repo / "memory" / "episodic.jsonl").unlink()
-    report = validate(State.from_folder(state_repo, Repo.open(state_repo)))
+    report = validate_state(State.from_folder(state_repo, Repo.open(state_repo)))
     assert [e.path for e in report.errors] == ["skills/new-one/SKILL.md"]
     assert "memory/episodic.jsonl" not in State.from_folder(state_repo, Repo.open(state_repo)).files
 
@@ -320,7 +320,7 @@ MEMORY_LINES = [
 
 
 def test_fast_schema_path_gives_exactly_what_jsonschema_gives():
-    from aevolve import schemas
+    from aevolve._state import schemas
 
     for doc in FRONT_MATTERS:
         assert schemas.check_fast("skill-frontmatter", doc) == schemas.check("skill-frontmatter", doc), doc

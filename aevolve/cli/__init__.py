@@ -60,7 +60,7 @@ def cli(ctx: click.Context, repo_path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..errors import AevolveError
+    from aevolve._errors import AevolveError
 
     try:
         code = cli.main(args=argv, prog_name="aevolve", standalone_mode=False)

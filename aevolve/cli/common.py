@@ -9,7 +9,7 @@ import click
 
 
 def open_repo(ctx: click.Context):
-    from ..repo import Repo
+    from aevolve._git.repo import Repo
 
     return Repo.open(ctx.obj["repo_path"] if ctx.obj else ".")
 

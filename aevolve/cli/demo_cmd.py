@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, json_option
+from aevolve.cli.common import echo_json, json_option
 
 
 @click.command("demo")
@@ -16,7 +16,7 @@ def demo_cmd(path: str | None, as_json: bool) -> None:
     Builds the sample state repository in PATH (default: a new temporary
     folder), then shows a proposal the gate accepts and one it rejects.
     """
-    from ..demo import run_demo
+    from aevolve._demo import run_demo
 
     result = run_demo(path, echo=(lambda line: None) if as_json else click.echo)
     if as_json:

@@ -7,13 +7,13 @@ import sys
 
 import click
 
-from .common import echo_json, json_option, open_repo
+from aevolve.cli.common import echo_json, json_option, open_repo
 
 
 def _parse_shard(value: str | None):
     if value is None:
         return None
-    from ..errors import UsageError
+    from aevolve._errors import UsageError
 
     k, sep, n = value.partition("/")
     if not sep or not k.isdigit() or not n.isdigit() or not (1 <= int(k) <= int(n)):
@@ -22,7 +22,7 @@ def _parse_shard(value: str | None):
 
 
 def _load_reports(paths: tuple[str, ...]) -> list[dict]:
-    from ..errors import InvalidInput
+    from aevolve._errors import InvalidInput
 
     out = []
     for path in paths:
@@ -56,9 +56,9 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
     content), checks the candidate statically, decides by the baseline's
     aevolve.yaml policy and stores the report as a git note on the candidate.
     """
-    from ..errors import UsageError
-    from ..gate import collect as collect_reports
-    from ..gate import gate as run_gate
+    from aevolve._errors import UsageError
+    from aevolve._gate.run import collect as collect_reports
+    from aevolve._gate.run import gate as run_gate
 
     shard_spec = _parse_shard(shard)
     repo = open_repo(ctx)
@@ -87,7 +87,7 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
     _write_output(output, shown.to_dict())
     promoted = None
     if promote and report.accepted:
-        from ..gate.promote import promote as do_promote
+        from aevolve._promote.promote import promote as do_promote
 
         promoted = do_promote(repo, report.candidate if collect else candidate, main=base)
     _show(shown, shown.to_dict(), promoted, fmt, as_json)
@@ -96,9 +96,9 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
 
 def _redacted(repo, report):
     """The report as it may be shown or written: secrets replaced, like its note."""
-    from ..gate.report import GateReport
-    from ..notes import secret_names
-    from ..secrets import redact_obj, secret_values
+    from aevolve._gate.report import GateReport
+    from aevolve._git.notes import secret_names
+    from aevolve._trust.secrets import redact_obj, secret_values
 
     data = redact_obj(report.to_dict(), secret_values(names=secret_names(repo, report.baseline)))
     return GateReport.from_dict(data)
@@ -113,7 +113,7 @@ def _write_output(output: str | None, data: dict) -> None:
 
 def _behind(repo, candidate: str, base: str) -> bool:
     """Is the candidate off main's line (main moved on since it was made)?"""
-    from ..verdicts import GitReader
+    from aevolve._trust.verdicts import GitReader
 
     cand, main = str(repo.resolve(candidate).id), repo.resolve_branch(base)
     in_main = cand == main or repo.git.descendant_of(main, cand)
@@ -123,8 +123,8 @@ def _behind(repo, candidate: str, base: str) -> bool:
 def _gate_and_promote(repo, branch: str, base: str):
     """`gate BRANCH --promote` on a branch behind main: rebase and gate it exactly as
     `promote` does, so the verdict is about the commit that would become main."""
-    from ..gate.promote import promote as do_promote
-    from ..gate.report import GateReport
+    from aevolve._promote.promote import promote as do_promote
+    from aevolve._gate.report import GateReport
 
     promoted = do_promote(repo, branch, main=base)
     return GateReport.from_dict(promoted.report or {}), promoted

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import echo_json, json_option, open_repo
+from aevolve.cli.common import echo_json, json_option, open_repo
 
 
 @click.group("hooks")
@@ -32,8 +32,8 @@ def install_cmd(ctx, server, force, allowed_signers, as_json) -> None:
     carry gate notes on fetch/push. An existing hook is moved to <name>.local
     and runs first. Running it again refreshes the shims and changes nothing else.
     """
-    from ..hooks import install
-    from ..repo import Repo
+    from aevolve._hooks.install import install
+    from aevolve._git.repo import Repo
 
     repo = Repo.open(server) if server else open_repo(ctx)
     result = install(repo, server=bool(server), force=force, allowed_signers=allowed_signers)
@@ -65,8 +65,8 @@ def install_cmd(ctx, server, force, allowed_signers, as_json) -> None:
 @click.pass_context
 def uninstall_cmd(ctx, server, as_json) -> None:
     """Remove aevolve's hooks; a hook that was chained (<name>.local) is put back."""
-    from ..hooks import uninstall
-    from ..repo import Repo
+    from aevolve._hooks.install import uninstall
+    from aevolve._git.repo import Repo
 
     result = uninstall(Repo.open(server) if server else open_repo(ctx))
     if as_json:
@@ -86,8 +86,8 @@ def list_cmd(ctx, as_json) -> None:
     """Show which hooks are installed, what they chain, and the driver/refspec setup."""
     from dataclasses import asdict
 
-    from ..gitsetup import driver_config, remote_refspecs, remotes
-    from ..hooks import list_hooks
+    from aevolve._state.gitsetup import driver_config, remote_refspecs, remotes
+    from aevolve._hooks.install import list_hooks
 
     repo = open_repo(ctx)
     hooks = list_hooks(repo)
@@ -127,8 +127,8 @@ def hook_cmd() -> None:
 @click.pass_context
 def hook_run_cmd(ctx, chain, name, args) -> int:
     """Run hook NAME as git would (ARGS and stdin as git passes them)."""
-    from .. import hooks
-    from ..errors import AevolveError, UsageError
+    from aevolve._hooks import install as hooks
+    from aevolve._errors import AevolveError, UsageError
 
     if name not in hooks.ALL_HOOKS:
         raise UsageError(f"unknown hook {name!r}; aevolve runs {', '.join(hooks.ALL_HOOKS)}")
@@ -161,7 +161,7 @@ def textconv_cmd(path) -> None:
     """Print a memory JSONL file one sorted record per line (git's diff textconv)."""
     from pathlib import Path
 
-    from ..gitsetup import textconv_jsonl
+    from aevolve._state.gitsetup import textconv_jsonl
 
     sys.stdout.write(textconv_jsonl(Path(path).read_bytes()))
 
@@ -180,7 +180,7 @@ def merge_jsonl_cmd(base, ours, theirs, path, as_json) -> int:
     """
     from pathlib import Path
 
-    from ..merge import merge_jsonl
+    from aevolve._state.merge import merge_jsonl
 
     def text(p):
         f = Path(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, json_option, open_repo, style
+from aevolve.cli.common import echo_json, json_option, open_repo, style
 
 
 @click.command("promote")
@@ -24,8 +24,8 @@ def promote_cmd(ctx: click.Context, branch: str, main: str, no_regate: bool, as_
     Exit codes: 0 promoted (or nothing to do), 100 rejected by the gate,
     6 conflict (dirty checkout, merge conflict, lost race), 1 error.
     """
-    from ..errors import AevolveError
-    from ..gate.promote import promote
+    from aevolve._errors import AevolveError
+    from aevolve._promote.promote import promote
 
     repo = open_repo(ctx)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, json_option, open_repo, style
+from aevolve.cli.common import echo_json, json_option, open_repo, style
 
 
 @click.command("observe")
@@ -17,7 +17,7 @@ def observe_cmd(ctx, sources, as_json) -> None:
     Every line is validated first: one bad line and nothing is ingested (exit 3).
     main, the index and the working tree are never touched.
     """
-    from ..observations import observe
+    from aevolve._state.observations import observe
 
     result = observe(open_repo(ctx), list(sources))
     if as_json:
@@ -37,7 +37,7 @@ def observe_cmd(ctx, sources, as_json) -> None:
 @click.pass_context
 def observations_cmd(ctx, failed, since, as_json) -> None:
     """List stored observations, oldest first."""
-    from ..observations import load_observations
+    from aevolve._state.observations import load_observations
 
     records = load_observations(open_repo(ctx), failed=True if failed else None, since=since)
     if as_json:
@@ -100,10 +100,10 @@ def propose_cmd(ctx, evolver_name, base, obs, dry_run, seed, focus, temperature,
     The working tree, index and current branch are untouched. Exit 0 (also when
     there is nothing to propose), 4 refused by policy, 5 evolver failed.
     """
-    from ..errors import UsageError
-    from ..propose import propose
-    from ..repo import MAIN
-    from ..state import State
+    from aevolve._errors import UsageError
+    from aevolve._propose.run import propose
+    from aevolve._git.repo import MAIN
+    from aevolve._state.model import State
 
     repo = open_repo(ctx)
     patch_opts = {"edits": edits, "diff": diff_file, "rationale": rationale, "title": title, "diagnosis": diagnosis,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, is_tty, json_option, open_repo
+from aevolve.cli.common import echo_json, is_tty, json_option, open_repo
 
 
 @click.command("diff")
@@ -24,7 +24,7 @@ def diff_cmd(ctx, a, b, fmt, stat, as_json) -> None:
     """
     import pygit2
 
-    from ..diff import default_sides, semantic_diff
+    from aevolve._review.diff import default_sides, semantic_diff
 
     # A read-only display: skip libgit2's re-hash of every blob read (git does
     # not verify on read either); it is 40% of reading a 30 MB memory file.
@@ -45,7 +45,7 @@ def diff_cmd(ctx, a, b, fmt, stat, as_json) -> None:
 @click.pass_context
 def review_cmd(ctx, branch, base, output, as_json) -> None:
     """Print the pull-request body for BRANCH: rationale, evidence, semantic diff, gate results."""
-    from ..review import build_review
+    from aevolve._review.review import build_review
 
     result = build_review(open_repo(ctx), branch, base)
     if as_json:
@@ -73,8 +73,8 @@ _STATUS_MARK = {"main": "*", "rejected": "x", "ungated": "?", "accepted": "+", "
 @click.pass_context
 def log_cmd(ctx, show_all, limit, base, as_json) -> None:
     """The evolution history of main, newest first: evolver, evidence, gate score."""
-    from ..history import log
-    from .common import style
+    from aevolve._review.history import log
+    from aevolve.cli.common import style
 
     entries = log(open_repo(ctx), all=show_all, n=limit, base=base)
     if as_json:
@@ -110,7 +110,7 @@ def rollback_cmd(ctx, ref, base, reason, evidence, as_json) -> None:
     Protected paths (evals/, aevolve.yaml) stay as on the base. History is
     never rewritten: the branch goes through `aevolve gate` like any change.
     """
-    from ..history import rollback
+    from aevolve._review.history import rollback
 
     result = rollback(open_repo(ctx), ref, base=base, reason=reason, evidence=list(evidence))
     if as_json:

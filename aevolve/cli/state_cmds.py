@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, json_option, open_repo, style
+from aevolve.cli.common import echo_json, json_option, open_repo, style
 
 
 @click.command("init")
@@ -14,7 +14,7 @@ from .common import echo_json, json_option, open_repo, style
 @json_option
 def init_cmd(path: str, as_json: bool) -> None:
     """Make PATH (default: here) a state repository, adopting what is there."""
-    from ..init import init_repo
+    from aevolve._state.init import init_repo
 
     result = init_repo(path)
     if as_json:
@@ -34,9 +34,9 @@ def init_cmd(path: str, as_json: bool) -> None:
 
 def state_for(ctx: click.Context, target: str | None, staged: bool):
     """The State named on the command line: a ref, the index, or a folder."""
-    from ..errors import NotARepository, RefNotFound, UsageError
-    from ..repo import MAIN, Repo
-    from ..state import State
+    from aevolve._errors import NotARepository, RefNotFound, UsageError
+    from aevolve._git.repo import MAIN, Repo
+    from aevolve._state.model import State
 
     if staged:
         if target:
@@ -75,10 +75,10 @@ def validate_cmd(ctx, target, staged, no_cache, as_json) -> int:
     Reads a commit (REF, no checkout needed), the index (--staged), or a folder
     (PATH; default: the working tree). Exit 0 valid, 1 invalid, 2 usage error.
     """
-    from ..validate import validate
+    from aevolve._state.validate import validate_state
 
     state, repo = state_for(ctx, target, staged)
-    report = validate(state, repo, use_cache=not no_cache)
+    report = validate_state(state, repo, use_cache=not no_cache)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -99,7 +99,7 @@ def validate_cmd(ctx, target, staged, no_cache, as_json) -> int:
 @click.pass_context
 def status_cmd(ctx, as_json) -> None:
     """Where the state repository stands: main, open evolutions, changes, validity."""
-    from ..status import status
+    from aevolve._state.status import status
 
     info = status(open_repo(ctx))
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, json_option, open_repo, style
+from aevolve.cli.common import echo_json, json_option, open_repo, style
 
 
 @click.command("approve")
@@ -21,7 +21,7 @@ def approve_cmd(ctx: click.Context, rev: str, message: str, as_json: bool):
     refs/notes/aevolve-approvals, which `git push` carries after `aevolve init`.
     Exit codes: 0 approved, 1 error (no key, signing failed, unknown REV).
     """
-    from ..approvals import approve
+    from aevolve._trust.approvals import approve
 
     repo = open_repo(ctx)
     approval = approve(repo, rev, message)
@@ -49,7 +49,7 @@ def verify_cmd(ctx: click.Context, rev: str, allow_unsigned: bool, as_json: bool
     in git's allowed signers file (gpg.ssh.allowedSignersFile or
     aevolve.allowedSigners) when one is configured, else by any key.
     """
-    from ..verdicts import verify_commit
+    from aevolve._trust.verdicts import verify_commit
 
     repo = open_repo(ctx)
     verdict = verify_commit(repo, rev, require_signed=not allow_unsigned)

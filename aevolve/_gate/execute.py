@@ -1,0 +1,148 @@
+"""Running case jobs: each distinct run once, in parallel, cached by content, graded.
+
+A *job* is one case of one exam run on one tree (one repeat). Jobs with the
+same cache key (tree, case, runner, repeat) share one run, so a tree both
+exams see is run once. Runs get a verified, guarded copy of their tree: a run
+that writes into it is reported as `tampered` and the copy is rebuilt before
+any other run uses it. What cannot be judged fails the gate closed: a runner
+that cannot start, an assertion that cannot be evaluated.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from aevolve._errors import GateError
+from aevolve._gate.suite import Exam, is_timed
+
+Key = tuple[str, str, str, int]  # (tree, case hash, runner hash, repeat): the cache key
+
+
+@dataclass(frozen=True)
+class Job:
+    side: str  # which column of the report: "baseline", "candidate", "old-exam"
+    tree: str
+    exam: str  # a key into the exams dict
+    case: str
+    rep: int
+
+
+@dataclass
+class Graded:
+    run: object  # RunResult
+    ok: bool
+    reasons: list[str]
+
+
+@dataclass
+class Runs:
+    graded: dict[Job, Graded] = field(default_factory=dict)
+    started: int = 0
+    cached: int = 0
+    notices: list[str] = field(default_factory=list)  # e.g. a materialized tree found modified and rebuilt
+
+
+def execute(repo, plan: list[Job], exams: dict[str, Exam], *, jobs: int = 1, use_cache: bool = True,
+            progress: bool = False) -> Runs:
+    """Run and grade every job of `plan`; raises GateError when something cannot be judged."""
+    from aevolve._gate.materialize import MaterializedTree
+    from aevolve._gate.results_cache import ResultsCache
+
+    out = Runs()
+    cases = {name: {c.id: c for c in exam.cases} for name, exam in exams.items()}
+    trees = {job.tree for job in plan}
+    guards = {tree: MaterializedTree.open(repo, tree) for tree in sorted(trees)}
+    for tree, guard in guards.items():
+        if guard.repaired:
+            shown = ", ".join(guard.repaired[:5])
+            out.notices.append(f"the materialized copy of tree {tree[:12]} had been modified ({shown}); "
+                               "it was discarded and rebuilt")
+
+    def key_of(job: Job) -> Key:
+        exam = exams[job.exam]
+        return (job.tree, cases[job.exam][job.case].hash, exam.runner.hash, job.rep)
+
+    by_key: dict[Key, list[Job]] = {}
+    for job in plan:
+        by_key.setdefault(key_of(job), []).append(job)
+    timed = {k for k, js in by_key.items() if any(is_timed(cases[j.exam][j.case]) for j in js)}
+
+    cache = ResultsCache(repo, enabled=use_cache)
+    try:
+        known = cache.get_many(sorted(set(by_key) - timed))
+        fresh = _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out)
+        cache.put_many([(k, run) for k, run in fresh if k not in timed and run.error_kind != "tampered"])
+    finally:
+        cache.close()
+    return out
+
+
+def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Runs) -> list:
+    from aevolve._gate.assertions import AssertContext, AssertionSetupError, grade
+    from aevolve._gate.runner import kill_all, run_once, tampered
+
+    def work(key: Key, group: list[Job]):
+        first = group[0]
+        exam, case = exams[first.exam], cases[first.exam][first.case]
+        run = known.get(key)
+        if run is None:
+            guard = guards[first.tree]
+            token = guard.begin()
+            run = run_once(exam.runner, guard.root, case.id, case.input, first.rep)
+            changed = guard.end(token)
+            if changed:
+                run = tampered(run, changed)
+        graded = []
+        for job in group:
+            job_exam, job_case = exams[job.exam], cases[job.exam][job.case]
+            if run.status == "error":
+                graded.append((job, Graded(run, False, [])))
+                continue
+            ctx = AssertContext(exam=job_exam.state, repo=repo, llm=job_exam.cfg,
+                                case_id=job_case.id, case_input=job_case.input)
+            try:
+                ok, reasons = grade(job_case.asserts, run, ctx)
+            except AssertionSetupError as exc:
+                raise GateError(f"case {job_case.id} ({job_case.where}): an assertion cannot be evaluated, "
+                                f"so the gate cannot judge: {exc}") from None
+            graded.append((job, Graded(run, ok, reasons)))
+        return key, run, graded
+
+    fresh = []
+    bar = _progress(len(by_key)) if progress else None
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(work, key, group) for key, group in by_key.items()]
+            try:
+                for future in as_completed(futures):
+                    key, run, graded = future.result()
+                    if run.error_kind == "start":
+                        raise GateError(f"the runner cannot be started, so nothing can be judged: {run.error} "
+                                        "(gate.runner in the baseline's aevolve.yaml)")
+                    out.graded.update(graded)
+                    if run.cached:
+                        out.cached += 1
+                    else:
+                        out.started += 1
+                        fresh.append((key, run))
+                    if bar:
+                        bar.update(1)
+            except BaseException:  # Ctrl-C, a crash or a gate error: stop queued runs, kill running ones
+                for future in futures:
+                    future.cancel()
+                kill_all()
+                raise
+    finally:
+        if bar:
+            bar.__exit__(None, None, None)
+    return fresh
+
+
+def _progress(total: int):
+    import click
+
+    bar = click.progressbar(length=total, label="gate", file=sys.stderr, show_pos=True)
+    bar.__enter__()
+    return bar

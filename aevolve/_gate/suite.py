@@ -1,0 +1,48 @@
+"""One exam, read from one tree: its cases, runner, policy and digest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aevolve._state.model import State
+from aevolve._gate.cases import Case, load_cases
+from aevolve._gate.runner import RunnerConfig
+
+TIMED = {"latency", "not-latency"}  # verdicts that depend on the machine's load, not only the output
+
+
+@dataclass
+class Exam:
+    tree: str  # where the exam comes from: python checks load from this tree
+    cases: list[Case]
+    runner: RunnerConfig
+    policy: dict
+    cfg: dict
+    digest: str
+    state: State  # the tree the exam is read from (python checks compile from its blobs)
+
+    @classmethod
+    def of(cls, state: State) -> Exam:
+        from aevolve._trust.exam import exam_digest
+
+        cfg = state.config()
+        cases = load_cases(state)
+        policy = dict(cfg["gate"].get("policy") or {})
+        policy["significance"] = float(policy.get("significance") or 0.05)
+        files = {p: f.oid for p, f in state.files.items()}
+        digest = exam_digest(files, lambda p: state.read(p) if p in state.files else None)
+        return cls(str(state.tree_id), cases, RunnerConfig.from_config(cfg), policy, cfg, digest, state)
+
+    @property
+    def allow_empty(self) -> bool:
+        return self.cfg["gate"].get("allow_empty") is True
+
+    @property
+    def max_errors(self) -> int:
+        value = self.policy.get("max_errors", 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def is_timed(case: Case) -> bool:
+    """A case whose verdict depends on time: never cached, re-measured before it regresses."""
+    return any(isinstance(a, dict) and a.get("type") in TIMED for a in case.asserts)

@@ -1,0 +1,286 @@
+"""The client hook checks: what `pre-commit`, `commit-msg` and `pre-push` refuse.
+
+A convenience, not enforcement: anyone can `--no-verify` past them. The
+server's pre-receive (`aevolve.server_hook`) is what holds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from aevolve import _config as config_mod
+from aevolve._errors import AevolveError
+from aevolve._hooks.install import HookOutcome, main_branch_ref
+from aevolve._git.repo import NOTES_REF, ZERO, Repo
+
+
+def _head_config(repo: Repo) -> dict:
+    """The effective aevolve.yaml at HEAD (the index before the first commit)."""
+    from aevolve._state.model import CONFIG_FILE, FileError, load_yaml
+
+    data = None
+    try:
+        if not repo.git.head_is_unborn:
+            data = repo.read(repo.tree("HEAD"), CONFIG_FILE)
+        else:
+            index = repo.git.index
+            index.read()
+            entry = index[CONFIG_FILE] if CONFIG_FILE in index else None
+            data = repo.blob(entry.id) if entry is not None else None
+        raw = load_yaml(data.decode("utf-8"), CONFIG_FILE) if data else {}
+    except (FileError, UnicodeDecodeError, AevolveError):
+        raw = {}  # a broken aevolve.yaml is pre-commit's to report, not a reason to crash here
+    return config_mod.resolve(raw if isinstance(raw, dict) else {})
+
+
+# pre-commit ---------------------------------------------------------------------
+
+
+def _staged_index(repo: Repo):
+    """The index git is committing: GIT_INDEX_FILE when git set one (commit -a, commit PATH)."""
+    import pygit2
+
+    path = os.environ.get("GIT_INDEX_FILE")
+    if path:
+        index = pygit2.Index(str(Path(path).resolve()))
+        index.read()
+        return index
+    index = repo.git.index
+    index.read()
+    return index
+
+
+def pre_commit(repo: Repo) -> HookOutcome:
+    """Validate the staged state, reporting problems only in what this commit changes.
+
+    Only the changed files, plus the config, manifest and the whole folders of
+    touched skills (for the layout rules), are validated; the validation cache
+    makes unchanged files free.
+    """
+    from aevolve._git.repo import TreeFile
+    from aevolve._state.model import CONFIG_FILE, MANIFEST_FILE, State
+    from aevolve._state.validate import validate_state
+
+    index = _staged_index(repo)
+    files = {e.path: TreeFile(e.path, str(e.id), e.mode) for e in index}
+    if repo.git.head_is_unborn:
+        changed = set(files)
+    else:
+        diff = repo.tree("HEAD").diff_to_index(index)  # the Index may have no repo attached
+        changed = set()
+        for delta in diff.deltas:
+            changed.add(delta.old_file.path)
+            changed.add(delta.new_file.path)
+    if not changed:
+        return HookOutcome()
+    skills = {p.split("/")[1] for p in changed if p.startswith("skills/") and p.count("/") >= 2}
+    keep = {p for p in changed if p in files} | ({CONFIG_FILE, MANIFEST_FILE} & files.keys())
+    keep |= {p for p in files if p.startswith("skills/") and p.count("/") >= 2 and p.split("/")[1] in skills}
+    state = State({p: files[p] for p in keep}, lambda f: repo.blob(f.oid), "the index")
+    report = validate_state(state, repo)
+
+    def relevant(problem) -> bool:
+        if problem.path.endswith("/"):  # a folder-level (layout) problem
+            return any(p.startswith(problem.path) for p in changed)
+        return problem.path in changed
+
+    errors = [p for p in report.errors if relevant(p)]
+    warnings = [p for p in report.warnings if relevant(p)]
+    lines = [str(p) for p in errors + warnings]
+    if not errors:
+        return HookOutcome(0, lines)
+    noun = "error" if len(errors) == 1 else "errors"
+    lines.append(
+        f"aevolve pre-commit: the staged state has {len(errors)} {noun}; fix the file(s), "
+        "`git add` them and commit again (`git commit --no-verify` skips this check)"
+    )
+    return HookOutcome(1, lines)
+
+
+# commit-msg ---------------------------------------------------------------------
+
+_SCISSORS = " ------------------------ >8 ------------------------"
+
+
+def _clean_message(repo: Repo, text: str) -> str:
+    """The message as git will store it: comment lines and the scissors part removed."""
+    char = "#"
+    try:
+        value = repo.git.config["core.commentChar"]
+        if isinstance(value, str) and len(value) == 1:
+            char = value
+    except (KeyError, ValueError):
+        pass
+    out = []
+    for line in text.splitlines():
+        if line == char + _SCISSORS:
+            break
+        if line.startswith(char):
+            continue
+        out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9 _-]*:\s*$")
+
+
+def section_text(message: str, name: str) -> str:
+    """The text of section `name` ("Name:" then lines, or "Name: text"); empty when absent."""
+    lines = message.splitlines()[1:]  # never the subject
+    head = re.compile(rf"^{re.escape(name)}\s*:(.*)$", re.IGNORECASE)
+    for i, line in enumerate(lines):
+        match = head.match(line.strip())
+        if not match:
+            continue
+        body = [match.group(1).strip()]
+        for following in lines[i + 1:]:
+            if _HEADER.match(following.strip()) or following.startswith("Aevolve-"):
+                break
+            body.append(following.strip())
+        return "\n".join(b for b in body if b).strip()
+    return ""
+
+
+def missing_sections(message: str, required: list[str]) -> list[str]:
+    from aevolve._propose.rationale import parse_trailers
+
+    trailers = {k.lower(): v for k, v in parse_trailers(message).items()}
+    missing = []
+    for name in required:
+        if section_text(message, name):
+            continue
+        if trailers.get(f"aevolve-{name.lower()}", "").strip():  # e.g. Aevolve-Evidence: obs-1
+            continue
+        missing.append(name)
+    return missing
+
+
+def current_branch(repo: Repo) -> str | None:
+    ref = repo.git.references.get("HEAD")
+    if ref is None:
+        return None
+    target = ref.target
+    return target if isinstance(target, str) else None  # detached HEAD: no branch
+
+
+def commit_msg(repo: Repo, message_file: str) -> HookOutcome:
+    cfg = _head_config(repo)
+    hooks_cfg = cfg.get("hooks") or {}
+    prefix = hooks_cfg.get("branch_prefix") or "evolve/"
+    required = [str(s) for s in (hooks_cfg.get("rationale_sections") or [])]
+    branch = current_branch(repo)
+    if not branch or not branch.startswith("refs/heads/"):
+        return HookOutcome()
+    short = branch[len("refs/heads/"):]
+    if not short.startswith(prefix) or not required:
+        return HookOutcome()
+    if (repo.git_dir / "MERGE_HEAD").exists():
+        return HookOutcome()  # merging main into an evolution branch needs no new diagnosis
+    try:
+        text = Path(message_file).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise AevolveError(f"commit-msg: cannot read the message file {message_file}: {exc.strerror}") from None
+    message = _clean_message(repo, text)
+    missing = missing_sections(message, required)
+    if not missing:
+        return HookOutcome()
+    lines = [
+        f"aevolve commit-msg: commits on evolution branches ({prefix}*) need a rationale; "
+        f"branch {short!r} is missing: {', '.join(missing)}.",
+        "Add each as a section of the message body, e.g.:",
+        "",
+    ]
+    for name in missing:
+        lines += [f"    {name}:", f"    <{_hint(name)}>", ""]
+    if any(n.lower() == "evidence" for n in missing):
+        lines.append("Evidence may instead be a trailer: `Aevolve-Evidence: obs-1, obs-2`.")
+    lines.append("(Sections required are set by hooks.rationale_sections in aevolve.yaml.)")
+    return HookOutcome(1, lines)
+
+
+def _hint(name: str) -> str:
+    return {
+        "diagnosis": "what went wrong, in which observations, and why",
+        "evidence": "the observation ids or runs that show it",
+        "change": "what this commit changes",
+        "expected effect": "what should get better, and what must not change",
+    }.get(name.lower(), "text")
+
+
+# pre-push -----------------------------------------------------------------------
+
+
+def parse_push_lines(text: str) -> list[tuple[str, str, str, str]]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            out.append((parts[0], parts[1], parts[2], parts[3]))
+    return out
+
+
+def pre_push(repo: Repo, remote: str, stdin: str) -> HookOutcome:
+    """Refuse what the server would refuse, before anything is sent.
+
+    `main` may only move along verified transitions (the same verifier as the
+    server, `verdicts.check_move`, over the local notes and the remote's
+    fetched copy); it is never deleted, and no tag takes its name.
+    """
+    from aevolve._trust.verdicts import GitReader
+
+    main_ref = main_branch_ref(_head_config(repo))
+    main = main_ref.removeprefix("refs/heads/")
+    remote = remote or "origin"
+    reader = GitReader(repo)
+    lines = []
+    for _local_ref, local_sha, remote_ref, remote_sha in parse_push_lines(stdin):
+        if remote_ref == f"refs/tags/{main}" and local_sha != ZERO:
+            lines.append(f"aevolve pre-push: refusing to push the tag {main!r} to {remote}: a tag named like "
+                         f"the branch makes `{main}` ambiguous, and git resolves it to the tag. Name the tag "
+                         "something else.")
+        if remote_ref != main_ref:
+            continue
+        if local_sha == ZERO:
+            lines.append(
+                f"aevolve pre-push: refusing to delete {main} on {remote}: main is the agent's gated "
+                "state and is never deleted."
+            )
+        elif remote_sha != ZERO:  # a first main is the baseline: nothing to gate it against
+            lines += _main_move(repo, reader, remote, main, remote_sha, local_sha)
+    return HookOutcome(1 if lines else 0, lines)
+
+
+def _main_move(repo: Repo, reader, remote: str, main: str, old: str, new: str) -> list[str]:
+    """Why moving the remote's main OLD -> NEW would be refused (empty: it would not)."""
+    from aevolve._trust.signing import allowed_signers_file
+    from aevolve._git.repo import APPROVALS_REF
+    from aevolve._trust.verdicts import check_move
+
+    if reader.commit(old) is None:
+        return [f"aevolve pre-push: {remote}'s {main} is at {old[:12]}, which this clone does not have: "
+                f"fetch it (`git fetch {remote}`), rebase onto it, and push again."]
+    # a verdict the remote already has (fetched into the tracking copy) counts too
+    tracking = f"refs/notes/remotes/{remote}/"  # no such ref when `remote` is a URL: then local notes only
+    notes = [reader.ref(NOTES_REF), reader.ref(tracking + "aevolve")]
+    approvals = [reader.ref(APPROVALS_REF), reader.ref(tracking + "aevolve-approvals")]
+    problems = check_move(reader, old, new, notes=[n for n in notes if n], approvals=[a for a in approvals if a],
+                          allowed_signers=allowed_signers_file(repo), require_signed=False)
+    if not problems:
+        return []
+    return [
+        f"aevolve pre-push: refusing to push {main} at {new[:12]} ({_subject(repo, new)}) to {remote}: "
+        f"not every commit it adds to {remote}'s {main} ({old[:12]}) carries a verified gate verdict:",
+        *(f"  - {p}" for p in problems),
+        f"  Only gated commits may become {main}. Gate each against its parent (`aevolve gate "
+        "--promote` on its evolution branch does), then push the commit with its notes: "
+        f"`git push {remote} {main} {NOTES_REF}`.",
+    ]
+
+
+def _subject(repo: Repo, sha: str) -> str:
+    try:
+        return repo.git[sha].message.splitlines()[0][:72]
+    except (KeyError, ValueError, IndexError):
+        return "?"

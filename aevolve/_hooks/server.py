@@ -1,0 +1,307 @@
+"""The server's pre-receive hook: the rules a client can skip, enforced on the remote.
+
+- `main` moves only forward, and only through verified transitions: every
+  commit it gains carries a gate verdict on exactly its own step, checked by
+  `aevolve.verdicts.check_move` (signed by an allowed key when the repository
+  has an allowed signers list: `aevolve hooks install --server --allowed-signers`).
+- Gate notes and approvals (`refs/notes/aevolve*`) only grow: never deleted,
+  never rewound, and the note of a commit in `main` never changes.
+- Evolver commits (an `Aevolve-Proposal` trailer) never change anything outside
+  `main`'s evolvable layers, on whatever ref they arrive (tags and notes too).
+- No tag may carry `main`'s name: git would resolve `main` to it.
+
+Inside pre-receive the pushed objects sit in a quarantine directory that only
+the `git` command knows about (GIT_QUARANTINE_PATH & co.), and refs still hold
+their old values: everything here reads through `git` (`verdicts.GitReader`),
+never pygit2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aevolve._hooks.install import HookOutcome, main_branch_ref
+from aevolve._git.repo import MAIN, NOTES_REF, ZERO, Repo
+from aevolve._git.repo import APPROVALS_REF
+from aevolve._trust.verdicts import GitReader
+
+NOTES_PREFIX = "refs/notes/aevolve"  # the gate notes, the approvals, and any later aevolve notes
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+SHOWN = 5  # paths or commits named in one refusal line
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Update:
+    old: str
+    new: str
+    ref: str
+
+
+@dataclass
+class Push:
+    """One push as pre-receive sees it, and the server's `main` it is judged against."""
+
+    repo: Repo
+    reader: GitReader
+    updates: list[Update]
+    main_ref: str
+    main_tip: str | None  # the current main (None in an empty repository)
+    cfg: dict  # main's effective aevolve.yaml
+    layers: list[str]  # main's evolvable layers
+
+    @property
+    def main(self) -> str:
+        return self.main_ref.removeprefix("refs/heads/")
+
+    def pushed(self, ref: str) -> str | None:
+        """The value this push gives `ref`, None when the push leaves it alone."""
+        return next((u.new for u in self.updates if u.ref == ref and u.new != ZERO), None)
+
+
+def parse_updates(stdin: str) -> list[Update]:
+    return [Update(*parts[:3]) for parts in (line.split() for line in stdin.splitlines()) if len(parts) >= 3]
+
+
+def _open_push(repo: Repo, stdin: str) -> Push:
+    from aevolve._trust.exam import read_config, read_layers
+
+    reader = GitReader(repo)
+    tip = reader.rev(MAIN)
+    read = _tree_reader(reader, tip)
+    cfg = read_config(read)
+    main_ref = main_branch_ref(cfg)
+    if main_ref != MAIN:  # aevolve.yaml names another branch: judge by that one
+        tip = reader.rev(main_ref)
+        read = _tree_reader(reader, tip)
+        cfg = read_config(read)
+    return Push(repo, reader, parse_updates(stdin), main_ref, tip, cfg, read_layers(read))
+
+
+def _tree_reader(reader: GitReader, commit: str | None):
+    info = reader.commit(commit) if commit else None
+    return reader.reader(info.tree) if info else (lambda path: None)
+
+
+def pre_receive(repo: Repo, stdin: str) -> HookOutcome:
+    push = _open_push(repo, stdin)
+    lines = _tag_refusals(push) + _notes_refusals(push) + _main_refusals(push) + _evolver_refusals(push)
+    if lines:
+        lines.append("aevolve: the whole push was refused; nothing was updated.")
+    return HookOutcome(1 if lines else 0, lines)
+
+
+# -- refs/tags/<main> ------------------------------------------------------------------
+
+
+def _tag_refusals(push: Push) -> list[str]:
+    tag = f"refs/tags/{push.main}"
+    if not any(u.ref == tag and u.new != ZERO for u in push.updates):
+        return []
+    return [
+        f"aevolve: refusing {tag}: a tag named {push.main!r} makes `{push.main}` ambiguous, and git resolves "
+        f"an ambiguous name to the tag, so every clone would gate and promote against the tag instead of "
+        f"the branch {push.main_ref}.",
+        "  Give the tag another name.",
+    ]
+
+
+# -- refs/notes/aevolve* -----------------------------------------------------------------
+
+
+def _notes_refusals(push: Push) -> list[str]:
+    lines: list[str] = []
+    for u in push.updates:
+        if not u.ref.startswith(NOTES_PREFIX):
+            continue
+        if u.new == ZERO:
+            lines.append(f"aevolve: refusing to delete {u.ref}: the gate notes and approvals are the record "
+                         "of what was accepted, and are never deleted.")
+        elif u.old != ZERO and not _is_ancestor(push.repo, u.old, u.new):
+            lines += [f"aevolve: refusing a non-fast-forward update of {u.ref}: gate notes and approvals are "
+                      "only ever added, on top of the server's.",
+                      _restart_hint(u.ref, f"Your {u.ref} does not contain the server's.")]
+        elif u.old != ZERO:
+            lines += _rewrite_refusals(push, u)
+    return lines
+
+
+def _restart_hint(ref: str, why: str) -> str:
+    """How to put one's notes back on top of the server's (never a hand notes merge,
+    whose strategies can overwrite a verdict)."""
+    tracking = "refs/notes/remotes/origin/" + ref.removeprefix("refs/notes/")
+    return (f"  {why} Start yours from the server's copy (`git fetch origin`, then "
+            f"`git update-ref {ref} {tracking}`), redo what was only local "
+            "(`aevolve gate REV`, `aevolve approve REV`) and push again.")
+
+
+def _rewrite_refusals(push: Push, u: Update) -> list[str]:
+    """A fast-forward that changes or deletes the note of a commit in main."""
+    changed = _changed_notes(push.reader, u.old, u.new)
+    if not changed:
+        return []
+    current = _in_history(push.repo, changed, [push.main_tip])
+    if not current:
+        return []  # candidates not yet in main may be re-gated or re-approved; check_move judges the note
+    return [
+        f"aevolve: refusing {u.ref} {u.old[:12]} -> {u.new[:12]}: it changes or deletes the note of "
+        f"{_commits(current)}, already in {push.main}. A verdict on a commit in {push.main} is the "
+        "record of why it was admitted and is never rewritten.",
+        _restart_hint(u.ref, "Drop that change from your notes."),
+    ]
+
+
+def _changed_notes(reader: GitReader, old: str, new: str) -> list[str]:
+    """Commits whose note in `old` differs in `new` (changed or gone), compared by
+    commit id, whatever fan-out paths (`ab/cdef...`) either side uses."""
+    proc = reader.repo.run_git(["diff-tree", "-r", "-z", "--name-only", "--no-renames", old, new],
+                               input=b"", check=False)
+    if proc.returncode != 0:
+        raise _unreadable(f"the notes update {old[:12]} -> {new[:12]}", proc)
+    names = {p.decode("utf-8", "replace").replace("/", "") for p in proc.stdout.split(b"\0") if p}
+    touched = sorted(n for n in names if _OBJECT_ID.fullmatch(n))  # anything else is no note
+    before, after = _notes_of(reader, old, touched), _notes_of(reader, new, touched)
+    return [c for c in touched if before[c] is not None and after[c] != before[c]]
+
+
+def _notes_of(reader: GitReader, notes_commit: str, commits: list[str]) -> dict[str, bytes | None]:
+    """The note each commit has in one notes commit, looked up as GitReader.note does."""
+    paths = {c: [c, f"{c[:2]}/{c[2:]}", f"{c[:2]}/{c[2:4]}/{c[4:]}"] for c in commits}
+    data = reader.cat([f"{notes_commit}:{p}" for c in commits for p in paths[c]])
+    out, pos = {}, 0
+    for c in commits:
+        found = data[pos:pos + len(paths[c])]
+        out[c] = next((d for d in found if d is not None), None)
+        pos += len(paths[c])
+    return out
+
+
+def _in_history(repo: Repo, commits: list[str], tips: list[str | None]) -> set[str]:
+    """Those of `commits` reachable from any of `tips`."""
+    tips = [t for t in tips if t]
+    if not commits or not tips:
+        return set()
+    if len(commits) > 16:  # one walk of the history beats many ancestry checks
+        proc = repo.run_git(["rev-list", *tips], check=False)
+        if proc.returncode != 0:
+            raise _unreadable(f"the history of {', '.join(t[:12] for t in tips)}", proc)
+        return set(commits) & set(proc.stdout.split())
+    return {c for c in commits if any(_is_ancestor(repo, c, t) for t in tips)}
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def _main_refusals(push: Push) -> list[str]:
+    update = next((u for u in push.updates if u.ref == push.main_ref), None)
+    if update is None or (update.old == ZERO and update.new != ZERO):
+        return []  # untouched, or the first main: the baseline every later gate compares against
+    main, old, new = push.main, update.old, update.new
+    if new == ZERO:
+        return [f"aevolve: refusing to delete {main}: it is the agent's gated state."]
+    if not _is_ancestor(push.repo, old, new):
+        return [
+            f"aevolve: refusing a non-fast-forward update of {main} ({old[:12]} -> {new[:12]}): "
+            f"{main} only moves forward, to gated commits; history is never rewritten.",
+            f"  Rebase your change onto the current {main} (`git pull --rebase`), gate it, and push again; "
+            "to undo a change use `aevolve rollback REF`, which opens a new gated commit.",
+        ]
+    return _verdict_refusals(push, old, new)
+
+
+def _verdict_refusals(push: Push, old: str, new: str) -> list[str]:
+    from aevolve._trust.signing import allowed_signers_file
+    from aevolve._trust.verdicts import check_move
+
+    signers = allowed_signers_file(push.repo)  # a configured list that is gone raises: fail closed
+    notes = [push.pushed(NOTES_REF), push.reader.ref(NOTES_REF)]
+    approvals = [push.pushed(APPROVALS_REF), push.reader.ref(APPROVALS_REF)]
+    problems = check_move(push.reader, old, new, notes=[n for n in notes if n],
+                          approvals=[a for a in approvals if a], allowed_signers=signers,
+                          require_signed=signers is not None)
+    if not problems:
+        return []
+    main = push.main
+    lines = [f"aevolve: refusing {main} {old[:12]} -> {new[:12]}: every commit {main} gains needs a gate "
+             "verdict on exactly its own step (against its parent, under its parent's exam):"]
+    lines += [f"  - {p}" for p in problems]
+    if push.pushed(NOTES_REF) is None:
+        lines.append(f"  The push carried no notes ref: only the server's {NOTES_REF} was looked in; "
+                     f"push {NOTES_REF} with {main}.")
+    if signers is not None:
+        lines.append(f"  This repository admits only verdicts signed by a key in its allowed signers ({signers}).")
+    lines.append(f"  Gate each commit against its parent (`aevolve gate --promote` on the evolution branch does), "
+                 f"then push {main} with its notes: `git push origin {main} {NOTES_REF}` (and {APPROVALS_REF} "
+                 "for an approved maintainer change).")
+    return lines
+
+
+# -- evolver commits -------------------------------------------------------------------
+
+
+def _evolver_refusals(push: Push) -> list[str]:
+    from aevolve._trust.exam import evolver_forbidden
+    from aevolve._trust.verdicts import is_evolver_commit
+
+    lines: list[str] = []
+    seen: set[str] = set()
+    for u in push.updates:
+        for sha, parents in _new_commits(push, u):
+            if sha in seen:
+                continue
+            seen.add(sha)
+            info = push.reader.commit(sha)
+            if info is None or not is_evolver_commit(info.message):
+                continue
+            paths = push.reader.changed_paths(parents[0] if parents else EMPTY_TREE, sha)
+            forbidden = evolver_forbidden(paths, push.layers, push.cfg)
+            if forbidden:
+                lines += _evolver_lines(push, u.ref, sha, info.subject, forbidden)
+    return lines
+
+
+def _new_commits(push: Push, u: Update) -> list[tuple[str, list[str]]]:
+    """(sha, parents) of each commit `u` brings that the repository lacks."""
+    tip = push.reader.rev(u.new) if u.new != ZERO else None
+    if tip is None:
+        return []  # a deletion, or a ref to a tree or blob: no commits
+    proc = push.repo.run_git(["rev-list", "--parents", tip, "--not", "--all"], check=False)
+    if proc.returncode != 0:  # never let what cannot be listed through unchecked
+        raise _unreadable(f"the new commits of {u.ref}", proc)
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip()]
+    return [(row[0], row[1:]) for row in rows]
+
+
+def _evolver_lines(push: Push, ref: str, sha: str, subject: str, forbidden: list[str]) -> list[str]:
+    shown = ", ".join(forbidden[:SHOWN]) + (f" and {len(forbidden) - SHOWN} more" if len(forbidden) > SHOWN else "")
+    return [
+        f"aevolve: refusing evolver commit {sha[:12]} ({subject}) on {ref}: it carries an Aevolve-Proposal "
+        f"trailer and changes what no evolver may change: {shown}.",
+        f"  Evolvers change only files inside the evolvable layers of {push.main}'s manifest.yaml "
+        f"({', '.join(push.layers)}), never evals/, aevolve.yaml, protected paths (protection.protected) "
+        "or git control files such as .gitattributes. Drop those edits from the proposal; a person "
+        "changes them in an ordinary commit without the trailer.",
+    ]
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _is_ancestor(repo: Repo, old: str, new: str) -> bool:
+    return repo.run_git(["merge-base", "--is-ancestor", old, new], check=False).returncode == 0
+
+
+def _commits(commits) -> str:
+    ordered = sorted(commits)
+    shown = ", ".join(c[:12] for c in ordered[:SHOWN])
+    return shown + (f" and {len(ordered) - SHOWN} more" if len(ordered) > SHOWN else "")
+
+
+def _unreadable(what: str, proc) -> Exception:
+    from aevolve._errors import GitCommandFailed
+
+    err = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else proc.stderr
+    return GitCommandFailed(f"pre-receive could not read {what} ({err.strip() or 'git failed'}); "
+                            "nothing was let through")
+

@@ -1,0 +1,294 @@
+"""`aevolve review BRANCH`: the pull-request body a reviewer reads.
+
+Subject, the rationale (Diagnosis / Change / Expected effect), the evidence
+(each cited observation's task and feedback, shortened), the semantic diff
+against the merge base (long parts folded), and the gate's results against
+main from the note on the branch tip, regressions first.
+
+What it returns is redacted (aevolve.secrets): a gate note may hold a runner's
+stderr with a key in it, and a review body is pasted where anyone can read it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from aevolve._review.diff import SemanticDiff, semantic_diff
+from aevolve._review.render import FOLD_LINES, render_markdown
+from aevolve._git.notes import read_gate_report
+from aevolve._propose.rationale import Rationale, parse
+from aevolve._git.repo import Repo
+from aevolve._trust.secrets import redact, redact_obj, secret_values
+
+SHORT = 240  # characters kept of an observation's task, output or feedback
+
+
+@dataclass
+class Review:
+    branch: str
+    base: str
+    commit: str
+    base_commit: str
+    merge_base: str | None
+    subject: str
+    message: str
+    rationale: Rationale | None
+    commits: list[dict] = field(default_factory=list)  # base..branch, newest first
+    evidence: list[dict] = field(default_factory=list)
+    diff: SemanticDiff | None = None
+    gate: dict = field(default_factory=dict)
+    # Variables whose values are redacted besides the KEY/TOKEN/SECRET/PASSWORD rule
+    # (the base's evolver.openai.api_key_env). Names only: values are read when rendering.
+    secret_names: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return redact_obj(self._dict(), secret_values(names=self.secret_names))
+
+    def markdown(self) -> str:
+        return redact(_markdown(self), secret_values(names=self.secret_names))
+
+    def _dict(self) -> dict:
+        r = self.rationale
+        return {
+            "branch": self.branch, "base": self.base, "commit": self.commit, "base_commit": self.base_commit,
+            "merge_base": self.merge_base, "subject": self.subject, "commits": self.commits,
+            "rationale": None if r is None else {
+                "title": r.title, "layer": r.layer, "diagnosis": r.diagnosis, "change": r.change,
+                "expected_effect": r.expected_effect, "evidence": r.evidence, "proposal_id": r.proposal_id,
+                "evolver": r.evolver, "base": r.base},
+            "evidence": self.evidence,
+            "diff": self.diff.to_dict() if self.diff else None,
+            "gate": self.gate,
+        }
+
+
+def short(value, limit: int = SHORT) -> str:
+    """One line of at most `limit` characters (JSON for structured values)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_review(repo: Repo, branch: str, base: str = "main") -> Review:
+    tip = repo.resolve(branch)
+    base_commit = repo.resolve(base)
+    merge_base = repo.git.merge_base(tip.id, base_commit.id)
+    message = tip.message
+    result = Review(
+        branch=branch, base=base, commit=str(tip.id), base_commit=str(base_commit.id),
+        merge_base=str(merge_base) if merge_base else None,
+        subject=message.splitlines()[0] if message else "", message=message, rationale=parse(message),
+    )
+    result.commits = _commits(repo, tip, merge_base)
+    result.evidence = _evidence(repo, result.rationale.evidence if result.rationale else [])
+    result.diff = semantic_diff(repo, result.merge_base or str(base_commit.id), str(tip.id))
+    result.gate = gate_summary(repo, str(tip.id), str(base_commit.id))
+    result.secret_names = _key_variables(repo, base_commit)
+    return result
+
+
+def _key_variables(repo: Repo, commit) -> tuple[str, ...]:
+    """The API-key variable aevolve.yaml names at `commit` (the default when it names none)."""
+    from aevolve import _config as config_mod
+    from aevolve._state.model import CONFIG_FILE
+
+    import yaml
+
+    try:
+        raw = yaml.safe_load(commit.tree[CONFIG_FILE].data)
+    except (KeyError, AttributeError, UnicodeDecodeError, yaml.YAMLError):
+        raw = None  # absent or malformed: the defaults still name the usual variable
+    name = ((config_mod.resolve(raw).get("evolver") or {}).get("openai") or {}).get("api_key_env")
+    return (name,) if isinstance(name, str) and name else ()
+
+
+def review(repo: Repo, branch: str, base: str = "main") -> str:
+    """The pull-request body for `branch` against `base`, in Markdown."""
+    return build_review(repo, branch, base).markdown()
+
+
+def _commits(repo: Repo, tip, merge_base) -> list[dict]:
+    import pygit2
+
+    walker = repo.git.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL)
+    if merge_base is not None:
+        walker.hide(merge_base)
+    out = []
+    for commit in walker:
+        out.append({"commit": str(commit.id), "subject": commit.message.splitlines()[0] if commit.message else ""})
+        if len(out) >= 50:
+            break
+    return out
+
+
+def _evidence(repo: Repo, ids: list[str]) -> list[dict]:
+    """Each cited observation, shortened; ids not in refs/aevolve/observations are marked missing."""
+    if not ids:
+        return []
+    from aevolve._state.observations import load_observations
+
+    stored = {o.get("id"): o for o in load_observations(repo)}
+    out = []
+    for oid in ids:
+        obs = stored.get(oid)
+        if obs is None:
+            out.append({"id": oid, "found": False})
+            continue
+        feedback = obs.get("feedback") or {}
+        out.append({
+            "id": oid, "found": True,
+            "task": short(obs.get("task", "")),
+            "output": short(obs.get("output", ""), 160),
+            "success": feedback.get("success"),
+            "score": feedback.get("score"),
+            "feedback": short({k: v for k, v in feedback.items() if k not in ("success", "score")} or ""),
+            "ts": obs.get("ts"),
+        })
+    return out
+
+
+def gate_summary(repo: Repo, commit: str, main_commit: str) -> dict:
+    """The gate note on `commit` as a reviewer needs it; status absent / current / stale."""
+    report = read_gate_report(repo, commit)
+    if report is None:
+        return {"status": "absent"}
+    cases = report.get("cases") or []
+    summary = report.get("summary") or {}
+    baseline = report.get("baseline")
+    out = {
+        "status": "current" if baseline == main_commit else "stale",
+        "decision": report.get("decision"),
+        "baseline": baseline,
+        "main": main_commit,
+        "reasons": list(report.get("reasons") or []),
+        "candidate_pass_rate": summary.get("candidate_pass_rate", _rate(cases, "candidate")),
+        "baseline_pass_rate": summary.get("baseline_pass_rate", _rate(cases, "baseline")),
+        "regressions": [c for c in cases if c.get("regressed") or c.get("verdict") == "regression"],
+        "improvements": [c for c in cases if c.get("verdict") in ("improvement", "new-pass")],
+        "errors": list(report.get("errors") or []),
+        "unchanged": sum(1 for c in cases if c.get("verdict") in ("pass", "fail") and not c.get("regressed")),
+        "cases": len(cases),
+        "shard": report.get("shard"),
+    }
+    if not cases and report.get("regressions"):  # a report without per-case detail
+        out["regressions"] = [{"id": i} for i in report["regressions"]]
+        out["improvements"] = [{"id": i} for i in report.get("improvements") or []]
+    cand, base = out["candidate_pass_rate"], out["baseline_pass_rate"]
+    out["delta"] = round(cand - base, 6) if cand is not None and base is not None else None
+    return out
+
+
+def _rate(cases: list[dict], side: str) -> float | None:
+    rates = []
+    for c in cases:
+        s = c.get(side) or {}
+        if s.get("pass_rate") is not None:
+            rates.append(s["pass_rate"])
+        elif s.get("runs"):
+            rates.append(s.get("passes", 0) / s["runs"])
+    return round(sum(rates) / len(rates), 6) if rates else None
+
+
+# -- Markdown ----------------------------------------------------------------------------
+
+
+def _fold(summary: str, lines: list[str]) -> list[str]:
+    if len(lines) <= FOLD_LINES:
+        return lines
+    return [f"<details><summary>{summary}</summary>", "", *lines, "", "</details>"]
+
+
+def _side(side: dict | None) -> str:
+    if not side:
+        return "–"
+    text = f"{side.get('passes', 0)}/{side.get('runs', 0)} pass"
+    return text + (f", {side['errors']} error" if side.get("errors") else "")
+
+
+def _pct(rate) -> str:
+    return "–" if rate is None else f"{rate:.1%}"
+
+
+def _markdown(r: Review) -> str:
+    out = [f"## {r.subject}", ""]
+    facts = [f"`{r.branch}` @ `{r.commit[:12]}` into `{r.base}` @ `{r.base_commit[:12]}`"]
+    if r.rationale:
+        if r.rationale.evolver:
+            facts.append(f"evolver `{r.rationale.evolver}`")
+        if r.rationale.proposal_id:
+            facts.append(f"proposal `{r.rationale.proposal_id}`")
+    out += [" · ".join(facts), ""]
+    if len(r.commits) > 1:
+        out += [f"{len(r.commits)} commits:", ""] + [f"- `{c['commit'][:12]}` {c['subject']}" for c in r.commits] + [""]
+    if r.rationale:
+        for title, text in (("Diagnosis", r.rationale.diagnosis), ("Change", r.rationale.change),
+                            ("Expected effect", r.rationale.expected_effect)):
+            out += [f"### {title}", "", text or "_(empty)_", ""]
+    else:
+        body = "\n".join(r.message.splitlines()[1:]).strip()
+        out += ["_Not an aevolve proposal: no rationale trailers._", ""]
+        if body:
+            out += ["### Description", "", body, ""]
+    out += _evidence_md(r)
+    out += [render_markdown(r.diff, level=3).rstrip(), ""] if r.diff is not None else []
+    out += _gate_md(r)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _evidence_md(r: Review) -> list[str]:
+    if not r.rationale:
+        return []
+    out = [f"### Evidence ({len(r.evidence)} observation{'s' if len(r.evidence) != 1 else ''})", ""]
+    if not r.evidence:
+        return out + ["None cited.", ""]
+    lines = []
+    for e in r.evidence:
+        if not e["found"]:
+            lines.append(f"- `{e['id']}` — _not found in refs/aevolve/observations_ "
+                         "(fetch it: `git fetch origin 'refs/aevolve/*:refs/aevolve/*'`)")
+            continue
+        mark = {True: "✅", False: "❌"}.get(e.get("success"), "•")
+        score = f" (score {e['score']})" if e.get("score") is not None else ""
+        line = f"- {mark} `{e['id']}`{score} **task:** {e['task']}"
+        if e.get("feedback"):
+            line += f" — **feedback:** {e['feedback']}"
+        lines.append(line)
+    missing = sum(1 for e in r.evidence if not e["found"])
+    summary = f"{len(r.evidence)} observations" + (f", {missing} missing" if missing else "")
+    return out + _fold(summary, lines) + [""]
+
+
+def _gate_md(r: Review) -> list[str]:
+    g = r.gate
+    out = [f"### Gate results against `{r.base}`", ""]
+    if g.get("status") == "absent":
+        return out + [f"**Not gated yet** — run `aevolve gate {r.branch}`.", ""]
+    mark = {"accept": "✅ **accepted**", "reject": "❌ **rejected**", "partial": "🧩 **partial** (one shard)"}.get(
+        g["decision"], g["decision"])
+    out.append(f"{mark} — pass rate {_pct(g['baseline_pass_rate'])} → {_pct(g['candidate_pass_rate'])}"
+               + (f" ({g['delta']:+.1%})" if g.get("delta") is not None else "")
+               + f" over {g['cases']} case{'s' if g['cases'] != 1 else ''}.")
+    out.append("")
+    if g["status"] == "stale":
+        out += [f"> [!WARNING]\n> **stale:** gated against `{(g['baseline'] or 'nothing')[:12]}`, "
+                f"{r.base} is now `{g['main'][:12]}` — run `aevolve gate {r.branch}` again.", ""]
+    out += [f"- {reason}" for reason in g["reasons"]]
+    if g["reasons"]:
+        out.append("")
+    if g["regressions"]:
+        lines = []
+        for c in g["regressions"]:
+            fails = "; ".join(short(f, 160) for f in ((c.get("candidate") or {}).get("failures") or [])[:2])
+            lines.append(f"- `{c['id']}`: baseline {_side(c.get('baseline'))}, candidate {_side(c.get('candidate'))}"
+                         + (f" — {fails}" if fails else ""))
+        out += [f"#### Regressions ({len(g['regressions'])})", ""] + _fold(f"{len(lines)} regressions", lines) + [""]
+    if g["improvements"]:
+        lines = [f"- `{c['id']}`: baseline {_side(c.get('baseline'))}, candidate {_side(c.get('candidate'))}"
+                 for c in g["improvements"]]
+        out += [f"#### Improvements ({len(lines)})", ""] + _fold(f"{len(lines)} improvements", lines) + [""]
+    if g["errors"]:
+        lines = [f"- `{e.get('case', '?')}` [{e.get('side', '?')}]: {short(e.get('error', ''), 160)}" for e in g["errors"]]
+        out += [f"#### Runner errors ({len(lines)})", ""] + _fold(f"{len(lines)} errors", lines) + [""]
+    out += [f"{g['unchanged']} case{'s' if g['unchanged'] != 1 else ''} unchanged.", ""]
+    return out

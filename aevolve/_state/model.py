@@ -1,0 +1,376 @@
+"""The state model: an agent's files read from a commit, the index or a folder.
+
+A `State` is a mapping of paths to blob ids plus a way to read them, so every
+consumer (validation, policy, diff, the gate) works the same on a commit that
+was never checked out, on what is staged, and on a plain folder. The parsers
+here turn the A-Evolve file formats into data and say where they break.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from aevolve import _config as config_mod
+from aevolve._errors import FileError
+from aevolve._git.repo import BLOB, BLOB_EXECUTABLE, LINK, Repo, TreeFile
+
+CONFIG_FILE = "aevolve.yaml"
+MANIFEST_FILE = "manifest.yaml"
+TOOL_REGISTRY = "tools/registry.yaml"
+SKILL_FILE = "SKILL.md"
+
+
+# -- parsing ----------------------------------------------------------------------
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe YAML that keeps timestamps as strings: JSON Schema sees what was written."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def decode(data: bytes, path: str) -> str:
+    """UTF-8 text of a state file, or a FileError naming the first bad line."""
+    if b"\0" in data[:8192]:
+        raise FileError(path, "binary file where text is expected")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM is not content
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise FileError(path, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})", line) from None
+
+
+def load_yaml(text: str, path: str, line_offset: int = 0):
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        raise FileError(path, *_yaml_problem(exc, text, line_offset)) from None
+    except yaml.YAMLError as exc:
+        raise FileError(path, f"malformed YAML: {exc}") from None
+
+
+def _yaml_problem(exc, text: str, line_offset: int) -> tuple[str, int | None]:
+    """Message and line of a YAML error; a problem found past the end of the text
+    (an unclosed quote or bracket) is placed where the unclosed thing starts."""
+    problem, context = exc.problem or exc.context or "cannot parse", exc.context
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    last = max(1, len(text.splitlines()))
+    ctx_line = exc.context_mark.line + 1 if exc.context_mark and context else None
+    message = f"malformed YAML: {problem}"
+    if ctx_line and ctx_line != line:
+        message += f" ({context} on line {ctx_line + line_offset})"
+    if line is not None and line > last:
+        line = ctx_line or last
+    return message, (line + line_offset if line is not None else None)
+
+
+def yaml_line(text: str, pointer: str, line_offset: int = 0) -> int | None:
+    """The line where the node at JSON `pointer` starts in YAML `text`."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)  # libyaml when present: 10x faster
+    except yaml.YAMLError:
+        return None
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    best = node
+    for part in parts:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    best, node = key, value
+                    break
+            else:
+                break
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = best = node.value[int(part)]
+        else:
+            break
+    return best.start_mark.line + 1 + line_offset if best is not None else None
+
+
+_FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+
+
+@dataclass
+class SkillDoc:
+    meta: dict
+    body: str
+    meta_text: str  # the raw front matter, for line lookups (starts on line 2)
+
+
+def parse_skill(text: str, path: str) -> SkillDoc:
+    """Split a SKILL.md into front matter and Markdown body."""
+    match = _FRONT.match(text)
+    if not match:
+        if re.match(r"\A---[ \t]*\r?\n", text):
+            raise FileError(path, "front matter is not closed: expected a line '---' after the name and description", 1)
+        raise FileError(path, "no YAML front matter: a SKILL.md starts with '---', the name and description, and '---'", 1)
+    meta = load_yaml(match.group(1), path, line_offset=1)
+    if not isinstance(meta, dict):
+        raise FileError(path, "front matter must be a mapping of keys to values", 2)
+    return SkillDoc(meta=meta, body=text[match.end():], meta_text=match.group(1))
+
+
+def render_skill(meta: dict, body: str) -> str:
+    head = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{head}---\n{body if body.startswith(chr(10)) else chr(10) + body}"
+
+
+def iter_jsonl(text: str) -> Iterator[tuple[int, object]]:
+    """(line number, decoded value or the JSONDecodeError) for each non-blank line."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue  # A-Evolve writes empty and blank-line-only files
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, exc
+
+
+def read_jsonl(text: str, path: str) -> list[tuple[int, dict]]:
+    """Every record of a JSONL file; the first broken line raises FileError."""
+    out = []
+    for number, value in iter_jsonl(text):
+        if isinstance(value, json.JSONDecodeError):
+            raise FileError(path, f"broken JSON: {value.msg} (column {value.colno})", number)
+        if not isinstance(value, dict):
+            raise FileError(path, "each line must be a JSON object", number)
+        out.append((number, value))
+    return out
+
+
+def record_key(record: dict) -> str:
+    """How memory records are matched: by id, else by their content's hash."""
+    if isinstance(record.get("id"), str) and record["id"]:
+        return record["id"]
+    import hashlib
+
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def dump_jsonl_record(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+
+
+def glob_match(path: str, pattern: str) -> bool:
+    """fnmatch with `**` spanning folders (`evals/**/*.yaml` also matches evals/a.yaml)."""
+    return _glob_regex(pattern)(path) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _glob_regex(pattern: str):
+    """One compiled regex per pattern: matching 10,000 paths must not recompile it."""
+    alternatives = []
+    variants = [pattern]
+    while "**/" in variants[-1]:  # each `**/` may also match no folder at all
+        variants.append(variants[-1].replace("**/", "", 1))
+    for variant in variants:
+        alternatives.append(
+            re.escape(variant).replace(r"\*\*", "\0").replace(r"\*", "[^/]*")
+            .replace(r"\?", "[^/]").replace("\0", ".*")
+        )
+    if "/" not in pattern:  # a bare name pattern also matches like fnmatch (`*` spans folders)
+        alternatives.append(fnmatch.translate(pattern).removesuffix(r"\Z").removeprefix("(?s:").removesuffix(")"))
+    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.S).fullmatch
+
+
+# -- the state --------------------------------------------------------------------
+
+
+def layer_of(path: str) -> str:
+    """The layer a path belongs to: prompts, skills, tools, memory, evals, or its top name."""
+    head, sep, _ = path.partition("/")
+    if not sep:
+        return {CONFIG_FILE: "config", MANIFEST_FILE: "manifest"}.get(path, "other")
+    return head
+
+
+class State:
+    """The files of an agent's state, from any source, read lazily."""
+
+    def __init__(self, files: dict[str, TreeFile], read: Callable[[TreeFile], bytes], origin: str, tree_id: str | None = None):
+        self.files = files
+        self._read = read
+        self.origin = origin
+        self.tree_id = tree_id
+        self._parsed: dict = {}
+
+    # -- sources ------------------------------------------------------------------
+    @classmethod
+    def from_tree(cls, repo: Repo, rev: str) -> State:
+        tree = repo.tree(rev)
+        files = {f.path: f for f in repo.list_files(tree)}
+        return cls(files, lambda f: repo.blob(f.oid), f"{rev} ({str(tree.id)[:12]})", str(tree.id))
+
+    @classmethod
+    def from_index(cls, repo: Repo) -> State:
+        return cls(_index_files(repo), lambda f: repo.blob(f.oid), "the index")
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, repo: Repo | None = None) -> State:
+        """A folder's files. In a repository's work tree, git's index supplies the
+        blob ids of unchanged files, so only changed files are read and hashed."""
+        root = Path(folder).resolve()
+        if repo is not None and repo.workdir is not None and root == repo.workdir.resolve():
+            return cls._from_worktree(repo, root)
+        files = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            # a symlink to a folder is one entry to git (a link), not a folder to enter
+            linked = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            dirnames[:] = [d for d in dirnames if d != ".git" and d not in linked]
+            for name in filenames + linked:
+                full = Path(dirpath) / name
+                if not (full.is_symlink() or full.is_file()):
+                    continue  # sockets, FIFOs: git does not track them either
+                rel = full.relative_to(root).as_posix()
+                files[rel] = _hash_file(full, rel)
+        return cls(files, lambda f: _read_file(root / f.path), str(root))
+
+    @classmethod
+    def _from_worktree(cls, repo: Repo, root: Path) -> State:
+        # what differs from the index: git's own status (threaded stat, ~2x faster than
+        # libgit2's here), run beside `ls-files`; --no-optional-locks: never rewrite
+        # the user's index
+        status = _start_git(repo, ["--no-optional-locks", "status", "--porcelain=v1", "-z",
+                                   "--untracked-files=all", "--no-renames", "--ignore-submodules=all"])
+        files = _index_files(repo)
+        out, err = status.communicate()
+        if status.returncode != 0:
+            from aevolve._errors import GitCommandFailed
+
+            raise GitCommandFailed(f"git status failed: {err.decode(errors='replace').strip()}")
+        for record in out.split(b"\0"):
+            if len(record) < 4 or record[1:2] == b" " and record[:1] != b"?":
+                continue  # staged only: the worktree file equals the index entry
+            path = record[3:].decode("utf-8", "surrogateescape")
+            full = root / path
+            if not os.path.lexists(full):
+                files.pop(path, None)
+            elif full.is_symlink() or full.is_file():
+                files[path] = _hash_file(full, path)
+        return cls(files, lambda f: _read_file(root / f.path), str(root))
+
+    # -- reading ---------------------------------------------------------------------
+    def __contains__(self, path: str) -> bool:
+        return path in self.files
+
+    def paths(self, prefix: str = "") -> list[str]:
+        return sorted(p for p in self.files if p.startswith(prefix))
+
+    def read(self, path: str) -> bytes:
+        try:
+            return self._read(self.files[path])
+        except KeyError:
+            raise FileError(path, f"no such file in {self.origin}") from None
+
+    def text(self, path: str) -> str:
+        return decode(self.read(path), path)
+
+    def yaml(self, path: str, default=None):
+        if path not in self.files:
+            return default
+        return load_yaml(self.text(path), path)
+
+    def config(self) -> dict:
+        """The effective aevolve.yaml (defaults where the file is absent or silent)."""
+        if "config" not in self._parsed:
+            raw = self.yaml(CONFIG_FILE, {})
+            self._parsed["config"] = config_mod.resolve(raw if isinstance(raw, dict) else {})
+        return self._parsed["config"]
+
+    def manifest(self) -> dict:
+        if "manifest" not in self._parsed:
+            raw = self.yaml(MANIFEST_FILE, {})
+            self._parsed["manifest"] = raw if isinstance(raw, dict) else {}
+        return self._parsed["manifest"]
+
+    def evolvable_layers(self) -> list[str]:
+        layers = self.manifest().get("evolvable_layers")
+        return list(layers) if isinstance(layers, list) and layers else list(config_mod.LAYERS)
+
+    def skills(self) -> dict[str, str]:
+        """Skill folder name → path of its SKILL.md (absent SKILL.md: empty string)."""
+        out: dict[str, str] = {}
+        for path in self.files:
+            parts = path.split("/")
+            if parts[0] == "skills" and len(parts) >= 3:
+                out.setdefault(parts[1], "")
+                if len(parts) == 3 and parts[2] == SKILL_FILE:
+                    out[parts[1]] = path
+        return dict(sorted(out.items()))
+
+    def skill(self, name: str) -> SkillDoc:
+        path = f"skills/{name}/{SKILL_FILE}"
+        return parse_skill(self.text(path), path)
+
+    def memory_files(self) -> list[str]:
+        return sorted(p for p in self.files if p.startswith("memory/") and p.endswith(".jsonl"))
+
+    def memory(self, path: str) -> list[dict]:
+        return [r for _, r in read_jsonl(self.text(path), path)] if path in self.files else []
+
+    def case_files(self) -> list[str]:
+        pattern = self.config()["gate"].get("cases")
+        if not isinstance(pattern, str) or not pattern:
+            pattern = config_mod.DEFAULTS["gate"]["cases"]  # the bad value is a validation error
+        return sorted(p for p in self.files if glob_match(p, pattern))
+
+
+def _start_git(repo: Repo, args: list[str]):
+    import subprocess
+
+    return subprocess.Popen(["git", "--git-dir", str(repo.git_dir), *args], cwd=str(repo.workdir or repo.git_dir),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _index_files(repo: Repo) -> dict[str, TreeFile]:
+    """The index's files. One `git ls-files -s` is ~3x faster than iterating
+    pygit2's index on a 10,000-file state (one Python object per entry there)."""
+    out = repo.run_git(["ls-files", "--stage", "-z"], input=b"").stdout
+    files: dict[str, TreeFile] = {}
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw = record.partition(b"\t")
+        mode, oid, stage = meta.split(b" ")
+        if mode == b"160000":
+            continue  # submodules are not part of an agent's state
+        path = raw.decode("utf-8", "surrogateescape")
+        if stage == b"0" or path not in files:  # a conflict: keep one side, the path exists
+            files[path] = TreeFile(path, oid.decode(), int(mode, 8))
+    return files
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob of `data` (what `git hash-object` prints)."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _hash_file(full: Path, rel: str) -> TreeFile:
+    if full.is_symlink():
+        return TreeFile(rel, blob_id(os.readlink(full).encode()), LINK)
+    mode = BLOB_EXECUTABLE if os.access(full, os.X_OK) else BLOB
+    return TreeFile(rel, blob_id(full.read_bytes()), mode)
+
+
+def _read_file(full: Path) -> bytes:
+    if full.is_symlink():
+        return os.readlink(full).encode()
+    return full.read_bytes()

@@ -1,0 +1,310 @@
+"""Check a state against the schemas: every problem with file, line and pointer.
+
+Each file is checked on its own and the result is cached by (path, blob id,
+schema version) in the repository's SQLite cache, so re-validating a large,
+mostly unchanged state reads only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from aevolve._errors import UsageError
+from aevolve._git.repo import MAIN, Repo
+from aevolve._state import schemas
+from aevolve._state.model import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    SKILL_FILE,
+    TOOL_REGISTRY,
+    FileError,
+    State,
+    decode,
+    iter_jsonl,
+    load_yaml,
+    parse_skill,
+    yaml_line,
+)
+
+ERROR, WARNING = "error", "warning"
+LINK = 0o120000
+STATE_FOLDERS = ("prompts", "skills", "tools", "memory", "evals")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    severity: str = ERROR
+    line: int | None = None
+    pointer: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        tail = f" ({self.pointer})" if self.pointer else ""
+        label = "" if self.severity == ERROR else "warning: "
+        return f"{where}: {label}{self.message}{tail}"
+
+
+@dataclass
+class Report:
+    origin: str
+    problems: list[Problem] = field(default_factory=list)
+    files_checked: int = 0
+    from_cache: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        return {
+            "origin": self.origin,
+            "valid": self.ok,
+            "errors": [asdict(p) for p in self.errors],
+            "warnings": [asdict(p) for p in self.warnings],
+            "files_checked": self.files_checked,
+            "from_cache": self.from_cache,
+        }
+
+
+# -- one file ---------------------------------------------------------------------
+
+
+def kind_of(path: str, case_files: set[str]) -> str | None:
+    """Which check applies to `path`, or None for files that are kept as they are."""
+    if path == CONFIG_FILE:
+        return "config"
+    if path == MANIFEST_FILE:
+        return "manifest"
+    if path == TOOL_REGISTRY:
+        return "tools"
+    parts = path.split("/")
+    if parts[0] == "skills" and len(parts) == 3 and parts[2] == SKILL_FILE:
+        return "skill"
+    if parts[0] == "memory" and path.endswith(".jsonl"):
+        return "memory"
+    if path in case_files:
+        return "cases"
+    if parts[0] == "prompts" and len(parts) > 1:
+        return "text"
+    return None
+
+
+def check_file(kind: str, path: str, data: bytes) -> list[Problem]:
+    """Every problem of one state file of the given kind."""
+    try:
+        text = decode(data, path)
+        if kind == "text":
+            return []
+        if kind == "memory":
+            return _check_jsonl(path, text)
+        if kind == "skill":
+            return _check_skill(path, text)
+        schema = {"config": "aevolve-config", "manifest": "manifest", "tools": "tool-registry"}.get(kind)
+        value = load_yaml(text, path)
+        if kind == "cases":
+            return _check_cases(path, text, value)
+        if value is None:
+            return [Problem(path, f"empty file: expected a {schema} document", line=1)]
+        return _schema_problems(schema, value, path, text)
+    except FileError as exc:
+        return [Problem(exc.path, exc.detail, line=exc.line)]
+
+
+def _schema_problems(schema: str, value, path: str, text: str, line_offset: int = 0, prefix: str = "") -> list[Problem]:
+    out = []
+    for issue in schemas.check_fast(schema, value):
+        line = yaml_line(text, issue.pointer, line_offset) if text is not None else None
+        out.append(Problem(path, issue.message, issue.severity, line, prefix + issue.pointer))
+    return out
+
+
+def _check_skill(path: str, text: str) -> list[Problem]:
+    doc = parse_skill(text, path)
+    problems = _schema_problems("skill-frontmatter", doc.meta, path, doc.meta_text, line_offset=1)
+    folder = path.split("/")[1]
+    name = doc.meta.get("name")
+    if isinstance(name, str) and name != folder:
+        line = yaml_line(doc.meta_text, "/name", 1)
+        problems.append(Problem(path, f"name {name!r} must equal its folder name {folder!r}", ERROR, line, "/name"))
+    if not doc.body.strip():
+        problems.append(Problem(path, "the skill has no instructions below its front matter", WARNING))
+    return problems
+
+
+def _check_jsonl(path: str, text: str) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for number, value in iter_jsonl(text):
+        if isinstance(value, json.JSONDecodeError):
+            problems.append(Problem(path, f"broken JSON: {value.msg} (column {value.colno})", line=number))
+            continue
+        issues = schemas.check_fast("memory-entry", value)  # no jsonschema for plain lines
+        if issues:
+            for issue in issues:
+                problems.append(Problem(path, issue.message, issue.severity, number, issue.pointer))
+            continue
+        rid = value.get("id")
+        if isinstance(rid, str):
+            if rid in seen:
+                problems.append(Problem(path, f"duplicate id {rid!r} (first on line {seen[rid]})", line=number, pointer="/id"))
+            else:
+                seen[rid] = number
+    return problems
+
+
+def _check_cases(path: str, text: str, value) -> list[Problem]:
+    if value is None:
+        return [Problem(path, "empty case file: expected a list of cases", WARNING, 1)]
+    if isinstance(value, dict) and isinstance(value.get("cases"), list):
+        value, base = value["cases"], "/cases"
+    elif isinstance(value, list):
+        base = ""
+    else:
+        return [Problem(path, "a case file is a list of cases", line=1)]
+    problems, seen = [], {}
+    for i, case in enumerate(value):
+        for issue in schemas.check("eval-case", case):
+            pointer = f"{base}/{i}{issue.pointer}"
+            problems.append(Problem(path, issue.message, issue.severity, yaml_line(text, pointer), pointer))
+        cid = case.get("id") if isinstance(case, dict) else None
+        if isinstance(cid, str):
+            if cid in seen:
+                problems.append(Problem(path, f"duplicate case id {cid!r}", line=yaml_line(text, f"{base}/{i}"), pointer=f"{base}/{i}/id"))
+            seen[cid] = i
+    return problems
+
+
+# -- the whole state --------------------------------------------------------------
+
+
+def _cache_version() -> str:
+    """Changes whenever a schema or this checker changes, so stale results are ignored."""
+    digest = hashlib.sha256(b"validate-v2")
+    for name in schemas.NAMES:
+        digest.update((schemas.schema_dir() / f"{name}.json").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class _Cache:
+    """Per-path results keyed by blob id: one row per path, loaded in one query."""
+
+    def __init__(self, repo):
+        from aevolve._state.cache import open_cache
+
+        self.conn = open_cache(repo)
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS validation (path TEXT PRIMARY KEY, key TEXT NOT NULL, problems TEXT NOT NULL)"
+        )
+        self.rows = {p: (k, v) for p, k, v in self.conn.execute("SELECT path, key, problems FROM validation")}
+        self.version = _cache_version()
+        self.pending: list[tuple[str, str, str]] = []
+        self.parsed: dict[str, list] = {}
+
+    def key(self, kind: str, oid: str) -> str:
+        return f"{self.version}:{kind}:{oid}"
+
+    def get(self, path: str, key: str) -> list[Problem] | None:
+        row = self.rows.get(path)
+        if row is None or row[0] != key:
+            return None
+        text = row[1]
+        if text == "[]":
+            return []  # the common case, without a JSON parse
+        # rows hold no path, so the same warning in 10,000 skills is parsed once
+        parsed = self.parsed.get(text)
+        if parsed is None:
+            parsed = self.parsed[text] = json.loads(text)
+        return [Problem(p[4] if len(p) > 4 else path, p[0], p[1], p[2], p[3]) for p in parsed]
+
+    def put(self, path: str, key: str, problems: list[Problem]) -> None:
+        rows = [[p.message, p.severity, p.line, p.pointer] + ([p.path] if p.path != path else []) for p in problems]
+        self.pending.append((path, key, json.dumps(rows)))
+
+    def flush(self) -> None:
+        if self.pending:
+            with self.conn:
+                self.conn.executemany("INSERT OR REPLACE INTO validation VALUES (?, ?, ?)", self.pending)
+        self.conn.close()
+
+
+def validate(repo: Repo, rev: str | None = None, *, staged: bool = False, use_cache: bool = True) -> Report:
+    """Validate a state of `repo`: commit `rev` (no checkout needed), the index
+    (`staged`), or by default the working tree (main's tree in a bare repository)."""
+    if staged and rev is not None:
+        raise UsageError("validate either the index (staged) or a revision, not both")
+    if staged:
+        state = State.from_index(repo)
+    elif rev is not None:
+        state = State.from_tree(repo, rev)
+    elif repo.workdir is not None:
+        state = State.from_folder(repo.workdir, repo)
+    else:
+        state = State.from_tree(repo, MAIN)
+    return validate_state(state, repo, use_cache=use_cache)
+
+
+def validate_state(state: State, repo: Repo | None = None, use_cache: bool = True) -> Report:
+    """Validate every file of `state`; `repo` enables the blob-id cache."""
+    report = Report(origin=state.origin)
+    cache = _Cache(repo) if (repo is not None and use_cache) else None
+    try:
+        case_files = set(state.case_files())
+    except FileError:
+        case_files = set()  # aevolve.yaml is broken; its own check reports it
+    try:
+        for path in sorted(state.files):
+            kind = kind_of(path, case_files)
+            entry = state.files[path]
+            if entry.mode == LINK and (kind is not None or path.split("/", 1)[0] in STATE_FOLDERS):
+                # git stores only the link's target path; the state would live outside the repo
+                report.files_checked += 1
+                report.problems.append(Problem(path, "symbolic link where a state file belongs (store the file itself)"))
+                continue
+            if kind is None:
+                continue
+            report.files_checked += 1
+            key = cache.key(kind, entry.oid) if cache else ""
+            found = cache.get(path, key) if cache else None
+            if found is None:
+                found = check_file(kind, path, state.read(path))
+                if cache:
+                    cache.put(path, key, found)
+            else:
+                report.from_cache += 1
+            report.problems.extend(found)
+    finally:
+        if cache:
+            cache.flush()
+    report.problems.extend(_check_layout(state))
+    return report
+
+
+def _check_layout(state: State) -> list[Problem]:
+    """Rules about the state as a whole rather than one file."""
+    problems = []
+    if MANIFEST_FILE not in state:
+        problems.append(Problem(MANIFEST_FILE, "no manifest.yaml: defaults apply (every layer evolvable)", WARNING))
+    else:
+        try:
+            layers = state.manifest().get("evolvable_layers") or []
+            for layer in layers if isinstance(layers, list) else []:
+                if layer in ("evals",):
+                    problems.append(Problem(MANIFEST_FILE, f"layer {layer!r} can never be evolvable: it is the regression suite", ERROR, None, "/evolvable_layers"))
+        except FileError:
+            pass  # reported by the file check
+    for name, skill_path in state.skills().items():
+        if not skill_path:
+            problems.append(Problem(f"skills/{name}/", f"skill folder {name!r} has no SKILL.md"))
+    return problems
