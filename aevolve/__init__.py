@@ -34,7 +34,7 @@ __all__ = [
     # exceptions
     "AevolveError", "UsageError", "InvalidInput", "FileError", "NotARepository", "RefNotFound",
     "AmbiguousRef", "GitCommandFailed", "Conflict", "RefMoved", "LockBusy", "MergeConflict",
-    "DirtyCheckout", "CheckoutNotUpdated", "PolicyRefused", "EvolverFailed", "GateRejected",
+    "DirtyCheckout", "CheckoutNotUpdated", "PolicyRefused", "EvolverFailed", "PatchDoesNotApply", "GateRejected",
     "GateError", "NotGated", "SigningError", "AssertionSetupError",
 ]
 
@@ -74,9 +74,27 @@ _WHERE.update({name: ("aevolve._errors", name) for name in __all__ if name not i
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads on first use
     from aevolve._errors import (
-        AevolveError, AmbiguousRef, AssertionSetupError, CheckoutNotUpdated, Conflict, DirtyCheckout,
-        EvolverFailed, FileError, GateError, GateRejected, GitCommandFailed, InvalidInput, LockBusy,
-        MergeConflict, NotARepository, NotGated, PolicyRefused, RefMoved, RefNotFound, SigningError,
+        AevolveError,
+        AmbiguousRef,
+        AssertionSetupError,
+        CheckoutNotUpdated,
+        Conflict,
+        DirtyCheckout,
+        EvolverFailed,
+        FileError,
+        GateError,
+        GateRejected,
+        GitCommandFailed,
+        InvalidInput,
+        LockBusy,
+        MergeConflict,
+        NotARepository,
+        NotGated,
+        PatchDoesNotApply,
+        PolicyRefused,
+        RefMoved,
+        RefNotFound,
+        SigningError,
         UsageError,
     )
     from aevolve._gate.report import GateReport

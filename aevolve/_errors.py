@@ -84,6 +84,10 @@ class EvolverFailed(AevolveError):
     exit_code = EVOLVER_FAILED
 
 
+class PatchDoesNotApply(EvolverFailed):
+    """`git apply --check` refused a diff; the message is git's own."""
+
+
 class GateRejected(AevolveError):
     exit_code = GATE_REJECTED
 

@@ -72,7 +72,7 @@ def bench_overhead(tmp: Path, cases: int) -> list[tuple]:
     from aevolve._gate.run import gate
     from aevolve._git.repo import Repo
 
-    state, log = make_repo(tmp / "overhead", cases, 0.0)
+    state, _ = make_repo(tmp / "overhead", cases, 0.0)
     repo = Repo.open(state)
     argv = json.loads((state / "aevolve.yaml").read_text().split("runner: ")[1].split("\n")[0])
     cand = same_tree(repo)
@@ -96,11 +96,11 @@ def bench_overhead(tmp: Path, cases: int) -> list[tuple]:
              f"{ours / direct:.2f}x", f"{ours - direct:+.1f} ms/case (target < 20)")]
 
 
-def bench_parallel(tmp: Path, cases: int, jobs_list: list[int]) -> list[tuple]:
+def bench_parallel(tmp: Path, cases: int, jobs_list: list[int], sleep: float = 0.2) -> list[tuple]:
     from aevolve._gate.run import gate
     from aevolve._git.repo import Repo
 
-    state, _ = make_repo(tmp / "parallel", cases, 0.2)
+    state, _ = make_repo(tmp / "parallel", cases, sleep)
     repo = Repo.open(state)
     rows, serial = [], None
     cand = same_tree(repo)
@@ -110,7 +110,7 @@ def bench_parallel(tmp: Path, cases: int, jobs_list: list[int]) -> list[tuple]:
         took = time.perf_counter() - t0
         serial = serial or took
         ideal = serial / min(jobs, cases)
-        rows.append((f"{cases} cases x 0.2 s sleep, jobs={jobs}", f"{ideal:.2f} s ideal", f"{took:.2f} s",
+        rows.append((f"{cases} cases x {sleep:g} s sleep, jobs={jobs}", f"{ideal:.2f} s ideal", f"{took:.2f} s",
                      f"{serial / took:.2f}x speed-up", f"{ideal / took:.0%} of linear"))
     return rows
 
@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a quick run with few cases")
     args = parser.parse_args(argv)
-    cases = 10 if args.small else 50
-    par_cases, jobs_list = (4, [1, 2, 4]) if args.small else (16, [1, 2, 4, 8])
+    cases = 5 if args.small else 50
+    par_cases, jobs_list, sleep = (4, [1, 2], 0.05) if args.small else (16, [1, 2, 4, 8], 0.2)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = bench_overhead(Path(tmp), cases) + bench_parallel(Path(tmp), par_cases, jobs_list) \
+        rows = bench_overhead(Path(tmp), cases) + bench_parallel(Path(tmp), par_cases, jobs_list, sleep) \
             + bench_regate(Path(tmp), cases)
         from aevolve._gate.materialize import remove
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ("measure", "baseline", "aevolve gate", "ratio", "note")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     return 0
 
 

@@ -24,7 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SKILL = "---\nname: skill-{i:05d}\ndescription: Skill number {i} of the benchmark state.\n---\n\n# Skill {i}\nDo step {i}.\n"
+SKILL = (
+    "---\nname: skill-{i:05d}\ndescription: Skill number {i} of the benchmark state.\n---\n"
+    "\n# Skill {i}\nDo step {i}.\n"
+)
 
 
 def git(cwd, *args, input=None, env=None) -> str:
@@ -38,7 +41,9 @@ def build_state(root: Path, skills: int) -> None:
     files = {
         "manifest.yaml": "name: bench\nversion: 1.0.0\nevolvable_layers: [prompts, skills, tools, memory]\n",
         "prompts/system.md": "You are a benchmark agent.\n",
-        "memory/episodic.jsonl": "".join(json.dumps({"id": f"m-{i}", "content": f"fact {i}"}) + "\n" for i in range(100)),
+        "memory/episodic.jsonl": "".join(
+            json.dumps({"id": f"m-{i}", "content": f"fact {i}"}) + "\n" for i in range(100)
+        ),
         "evals/basic.yaml": "- id: a\n  input: {q: 1}\n  assert: [{type: contains, value: x}]\n",
     }
     for i in range(skills):
@@ -70,7 +75,9 @@ def drop_branches(root: Path) -> None:
 
 
 def time_git_plumbing(root: Path, records: list[dict], index: Path) -> float:
-    lines = "".join(json.dumps({"id": f"lesson-{r['id']}", "content": r["feedback"]["expected"]}) + "\n" for r in records)
+    lines = "".join(
+        json.dumps({"id": f"lesson-{r['id']}", "content": r["feedback"]["expected"]}) + "\n" for r in records
+    )
     env = {"GIT_INDEX_FILE": str(index)}
     start = time.perf_counter()
     git(root, "read-tree", "main", env=env)

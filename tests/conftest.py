@@ -2,25 +2,61 @@
 
 Every test that needs a repository gets a real one (real `git`, real objects);
 git identity and global config are isolated from the developer's machine.
+`run_cli` runs the command line in this process; `run_cli_process` starts the
+real `python -m aevolve`, for the few tests about the process itself
+(test_cli_smoke.py, signals, processes racing, hooks run by git).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
+import hashlib
+import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "a-evolve"
 
+# With PYTHONDONTWRITEBYTECODE set, each test process would compile the test modules (with
+# their assertion rewriting) and aevolve anew on every run: seconds per worker. A cache
+# outside the checkout keeps the checkout clean and saves that. This process only: what
+# the tests start keeps the environment as it is.
+if sys.dont_write_bytecode and sys.pycache_prefix is None:
+    sys.pycache_prefix = str(Path(tempfile.gettempdir()) / f"aevolve-tests-pycache-{os.getuid()}")
+    sys.dont_write_bytecode = False
+
 
 @pytest.fixture(autouse=True)
 def _isolated_git(tmp_path_factory, monkeypatch):
+    # mkdtemp, not mktemp("home"): that one lists every home made so far, on every test
+    homes = tmp_path_factory.getbasetemp() / "homes"
+    homes.mkdir(exist_ok=True)
+    isolate_git(monkeypatch, Path(tempfile.mkdtemp(dir=homes)))
+
+
+@contextlib.contextmanager
+def isolated_git_env(tmp_path_factory):
+    """The same isolation while a module-scoped fixture builds what it shares: such a
+    fixture runs before the per-test one."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate_git(monkeypatch, tmp_path_factory.mktemp("home"))
+        yield
+
+
+def isolate_git(monkeypatch, home: Path) -> None:
     """No global or system git config; a fixed identity; no pager, no prompts."""
-    home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
@@ -41,6 +77,26 @@ def git(cwd, *args, check=True) -> str:
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout.strip()
+
+
+def wait_until(condition, timeout: float = 60, what: str = "the condition") -> None:
+    """Poll `condition()` until it is true: tests wait for an event, never for a fixed time.
+    The deadline only bounds a failure; a passing test never reaches it."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    """Is process `pid` running? A zombie is dead: killed, only waiting for its parent
+    (or init, slowly) to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:
@@ -91,13 +147,51 @@ SAMPLE_STATE = {
 
 
 def make_state_repo(root: Path, files: dict | None = None) -> Path:
-    """A state repository at `root` with SAMPLE_STATE (or `files`) committed on main."""
+    """A state repository at `root` with SAMPLE_STATE (or `files`) committed on main.
+
+    `aevolve init` starts eight git processes; a state asked for again (same files,
+    identity and git config) is copied from the first one built in this test process."""
+    files = SAMPLE_STATE if files is None else files
+    if root.exists() and any(root.iterdir()):  # adopting a folder that already has files
+        return _init_state_repo(root, files)
+    key = _template_key(files)
+    template = _TEMPLATES.get(key)
+    if template is None and key not in _SEEN:  # most states are asked for once: no copy to keep
+        _SEEN.add(key)
+        return _init_state_repo(root, files)
+    if template is None:
+        template = _TEMPLATES[key] = _init_state_repo(_template_root() / key[:16], files)
+    shutil.copytree(template, root, symlinks=True, dirs_exist_ok=True)
+    git(root, "update-index", "-q", "--refresh")  # new inodes and ctimes: the index matches the files again
+    return root
+
+
+def _init_state_repo(root: Path, files: dict) -> Path:
     from aevolve._state.init import init_repo
 
     root.mkdir(parents=True, exist_ok=True)
-    write(root, SAMPLE_STATE if files is None else files)
+    write(root, files)
     init_repo(root)
     return root
+
+
+_TEMPLATES: dict[str, Path] = {}
+_SEEN: set[str] = set()
+
+
+def _template_key(files: dict) -> str:
+    """What `init` reads besides the files: git identity and config from the environment."""
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_") and k != "GIT_CONFIG_GLOBAL")
+    global_config = os.environ.get("GIT_CONFIG_GLOBAL")
+    config = Path(global_config).read_bytes() if global_config and Path(global_config).exists() else b""
+    return hashlib.sha256(repr((sorted(files.items()), env, config)).encode()).hexdigest()
+
+
+@functools.cache
+def _template_root() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="aevolve-test-templates-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 @pytest.fixture
@@ -106,11 +200,74 @@ def state_repo(tmp_path) -> Path:
     return make_state_repo(tmp_path / "state")
 
 
-def run_cli(*args, cwd=None, input=None, env=None) -> subprocess.CompletedProcess:
-    """Run the real `aevolve` command in a subprocess (exit codes, stdout, stderr)."""
+@dataclass
+class CliResult:
+    """What a finished `aevolve` run left: the fields of a CompletedProcess tests read."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _text_stream(data: str | bytes = b"") -> io.TextIOWrapper:
+    """A UTF-8 text stream over bytes, with `.buffer`, like a process's stdin and stdout."""
+    raw = data.encode() if isinstance(data, str) else data
+    return io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", newline=None)
+
+
+def _drain(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    return stream.buffer.getvalue().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _process_like(cwd, env: dict | None, stdin: io.TextIOWrapper):
+    """For one in-process run: the cwd, environment and stdin a subprocess would get, restored after."""
+    saved_cwd, saved_env, saved_stdin = os.getcwd(), dict(os.environ), sys.stdin
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)  # relative paths in args (observe FILE, validate PATH) mean what they mean in a shell
+        sys.stdin = stdin
+        yield
+    finally:
+        sys.stdin = saved_stdin
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def run_cli(*args, cwd=None, input=None, env=None) -> CliResult:
+    """Run the `aevolve` command line in this process: exit code, stdout and stderr as a
+    subprocess would report them (an uncaught exception is a traceback and exit 1)."""
+    from aevolve.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = _text_stream(), _text_stream()
+    code: object = 0
+    with _process_like(cwd, env, _text_stream(input or b"")), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        except Exception:
+            traceback.print_exc()
+            code = 1
+    if not isinstance(code, int):  # sys.exit("message") prints it and exits 1, None is 0
+        if code is not None:
+            print(code, file=err)
+        code = 0 if code is None else 1
+    return CliResult(["aevolve", *argv], code, _drain(out), _drain(err))
+
+
+def run_cli_process(*args, cwd=None, input=None, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run the real `aevolve` command in a subprocess: for what only a separate process
+    shows (start-up, signals, the interpreter's exit status)."""
     return subprocess.run(
         [sys.executable, "-m", "aevolve", *map(str, args)],
-        cwd=cwd, input=input, capture_output=True, text=True,
+        cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -122,8 +279,8 @@ def cli():
 
 def verdict_for(repo, commit: str, decision: str = "accept", **extra) -> dict:
     """A gate report on the transition parent -> commit, as the gate would write it."""
-    from aevolve._trust.exam import exam_digest
     from aevolve._state.model import State
+    from aevolve._trust.exam import exam_digest
 
     parent = str(repo.resolve(commit).parents[0].id)
     state = State.from_tree(repo, parent)
@@ -136,6 +293,7 @@ def verdict_for(repo, commit: str, decision: str = "accept", **extra) -> dict:
 
 def admissible(repo, commit: str) -> bool:
     """Does `commit` carry a verdict that would admit it into main (aevolve.verdicts)?"""
-    from aevolve._trust.verdicts import GitReader, check_commit, local_trust
+    from aevolve._git.reader import GitReader
+    from aevolve._trust.verdicts import check_commit, local_trust
 
     return check_commit(GitReader(repo), str(commit), local_trust(repo)).valid

@@ -90,7 +90,8 @@ class FakeOpenAI:
                 if self.path not in ("/v1/chat/completions", "/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 with fake._lock:
-                    fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    fake.requests.append({"path": self.path, "headers": headers, "body": body})
                     step = fake.steps.popleft() if fake.steps else None
                 if step is None:
                     # not retryable, so a test that under-scripts fails loudly
@@ -115,7 +116,10 @@ class FakeOpenAI:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
-                    for key, value in (headers or {}).items():
+                    sent = dict(headers or {})
+                    if status >= 400 and not any(k.lower().startswith("retry-after") for k in sent):
+                        sent["retry-after-ms"] = "1"  # the client's own backoff (0.5 s and up) only slows tests
+                    for key, value in sent.items():
                         self.send_header(key, value)
                     self.end_headers()
                     self.wfile.write(data)
@@ -124,7 +128,9 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        # serve_forever checks for shutdown every poll_interval (0.5 s by default): every test's teardown waited that
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="fake-openai", daemon=True)
         self._thread.start()
         return self
 

@@ -14,7 +14,7 @@ from conftest import make_state_repo
 # (fails on repeat k), LUCKY:<k> (passes only on repeat k), SLEEP:<s>, COST:<x>. Every start appends a line to the log
 # file given as argv[1] (outside the state dir) so tests can count runner starts.
 AGENT = textwrap.dedent('''
-    import json, os, subprocess, sys, time
+    import json, os, sys, time
     log = sys.argv[1]
     with open(log, "a") as fh:
         fh.write(os.environ["AEVOLVE_CASE_ID"] + " " + os.environ["AEVOLVE_STATE_DIR"] + "\\n")
@@ -29,11 +29,12 @@ AGENT = textwrap.dedent('''
     if answer == "CRASH":
         sys.stderr.write("agent blew up: KeyError 'x'\\n")
         sys.exit(3)
-    if answer == "HANG":
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    if answer == "HANG":  # sleeps past pytest's timeout: a gate that waited for it could not pass
+        import subprocess  # only here: every run of every gate test starts this script
+        child = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(600)"])
         with open(log + ".child", "w") as fh:
             fh.write(str(child.pid))
-        time.sleep(120)
+        time.sleep(600)
     if answer.startswith("FLAKY:"):
         bad = int(answer.split(":")[1])
         answer = "wrong" if int(os.environ["AEVOLVE_REPEAT"]) == bad else "right"
@@ -48,6 +49,12 @@ AGENT = textwrap.dedent('''
         sys.exit(0)
     print(answer)
 ''')
+
+
+def agent_argv(agent: Path, log: Path) -> list[str]:
+    """The runner argv for an agent script. `-S` skips site-packages (the agent uses only the
+    standard library): most of a Python start-up, paid on every run of every gate test."""
+    return [sys.executable, "-S", str(agent), str(log)]
 
 
 def facts(**answers: str) -> str:
@@ -88,7 +95,7 @@ class GateRepo:
         self.log = tmp_path / "runs.log"
         self.path = make_state_repo(tmp_path / "state", {
             "manifest.yaml": "name: t\nversion: 0.1.0\ncontract_version: '1.0'\n",
-            "aevolve.yaml": config_yaml([sys.executable, str(agent), str(self.log)], **config),
+            "aevolve.yaml": config_yaml(agent_argv(agent, self.log), **config),
             "memory/facts.jsonl": facts(**answers),
             "evals/suite.yaml": cases,
         })

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, make_state_repo, write
 from test_signing import BOTH, fingerprint_of, make_key, public
 
+from aevolve._errors import SigningError
+from aevolve._git.repo import Repo
+from aevolve._state.gitsetup import setup
 from aevolve._trust.approvals import (
     APPROVALS_REF,
     Approval,
@@ -22,9 +24,8 @@ from aevolve._trust.approvals import (
     read_approvals,
 )
 from aevolve.cli import cli, main
-from aevolve._errors import SigningError
-from aevolve._state.gitsetup import setup
-from aevolve._git.repo import Repo
+
+from conftest import git, make_state_repo, write
 
 
 def use_key(checkout: Path, key: Path, email: str) -> None:
@@ -123,7 +124,7 @@ def test_one_key_signing_as_two_principals_counts_once(repo, keys, tmp_path):
 
 
 def test_an_approval_for_another_tree_does_not_count(repo):
-    commit, tree = head(repo)
+    commit, _tree = head(repo)
     approval = approve(repo, "HEAD").to_dict()
     other_tree = git(repo.workdir, "rev-parse", "HEAD:prompts")
     count = count_approvals([approval], commit, other_tree, None)

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 
-from conftest import admissible, git
+import pytest
 
 from aevolve._git.notes import read_gate_report
 from aevolve._git.repo import Repo
 
+from conftest import admissible, git, isolated_git_env, run_cli
 
-def test_demo_promotes_the_good_proposal_and_rejects_the_wrong_one(tmp_path, cli):
-    proc = cli("demo", tmp_path / "demo", "--json")
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One `aevolve demo --json` run, shared by the tests that only read what it left: (folder, result)."""
+    with isolated_git_env(tmp_path_factory):
+        root = tmp_path_factory.mktemp("demo") / "demo"
+        proc = run_cli("demo", root, "--json")
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
-    repo = Repo.open(tmp_path / "demo")
+    return root, json.loads(proc.stdout)
+
+
+def test_demo_promotes_the_good_proposal_and_rejects_the_wrong_one(demo):
+    root, result = demo
+    repo = Repo.open(root)
 
     assert result["accepted_report"]["decision"] == "accept"
     assert set(result["accepted_report"]["improvements"]) == {"shipping-time", "password-reset"}
@@ -29,9 +39,8 @@ def test_demo_promotes_the_good_proposal_and_rejects_the_wrong_one(tmp_path, cli
     assert not repo.git.descendant_of(main, rejected_tip)
 
 
-def test_demo_leaves_a_clean_consistent_repository(tmp_path, cli):
-    assert cli("demo", tmp_path / "demo", "--json").returncode == 0
-    root = tmp_path / "demo"
+def test_demo_leaves_a_clean_consistent_repository(demo, cli):
+    root, _ = demo
     assert git(root, "status", "--porcelain") == ""
     git(root, "fsck", "--strict")
     assert cli("validate", cwd=root).returncode == 0

@@ -9,17 +9,17 @@ no branch behind and `main` where it was.
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
-from conftest import SAMPLE_STATE, git, make_state_repo, run_cli
-from fake_openai import FakeOpenAI
 
-from aevolve._propose import llm
 from aevolve._config import resolve as resolve_config
 from aevolve._errors import EvolverFailed, PolicyRefused, UsageError
-from aevolve._state.observations import observe
+from aevolve._propose import llm
 from aevolve._propose.run import propose
+from aevolve._state.observations import observe
+
+from conftest import SAMPLE_STATE, git, make_state_repo, run_cli
+from fake_openai import FakeOpenAI
 
 FAILURES = [
     {"id": "obs-1", "task": "Can I return shoes after 40 days?", "output": "Yes, of course!",
@@ -272,20 +272,6 @@ def test_a_rejected_key_is_not_retried(repo, server):
     assert "HTTP 401" in str(error.value) and "invalid api key" in str(error.value)
 
 
-def test_backoff_grows_exponentially_is_capped_and_honours_retry_after():
-    rng = random.Random(7)
-    delays = [llm.backoff_delay(n, base=1.0, cap=100, rng=rng) for n in (1, 2, 3, 4)]
-    for n, delay in enumerate(delays, 1):
-        assert 2 ** (n - 1) / 2 <= delay <= 2 ** (n - 1)
-    assert llm.backoff_delay(10, base=1.0, cap=5.0, rng=rng) == 5.0
-    assert llm.backoff_delay(1, base=0.01, cap=60, retry_after=7.0, rng=rng) == 7.0
-    assert llm.retry_after_seconds({"retry-after-ms": "250"}) == 0.25
-    assert llm.retry_after_seconds({"retry-after": "3"}) == 3.0
-
-
-# -- configuration -----------------------------------------------------------------------
-
-
 def test_a_missing_key_names_the_variable_and_sends_nothing(repo, server):
     main_before = git(repo, "rev-parse", "main")
 
@@ -527,7 +513,8 @@ def test_an_answer_that_writes_the_api_key_into_an_edit_is_refused_naming_the_ed
 def test_the_key_variable_aevolve_yaml_names_is_guarded_whatever_its_name(tmp_path, server, monkeypatch):
     from aevolve._config import TEMPLATE
 
-    files = {**SAMPLE_STATE, "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
+    files = {**SAMPLE_STATE,
+             "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
     root = make_state_repo(tmp_path / "state", files)
     ingest(root, tmp_path)
     monkeypatch.setenv("LLM_CREDENTIAL", "cred-of-this-run-42")

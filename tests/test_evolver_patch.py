@@ -6,10 +6,11 @@ import json
 import subprocess
 
 import pytest
-from conftest import git, run_cli
 
 from aevolve._errors import EvolverFailed, UsageError
 from aevolve._propose.run import propose
+
+from conftest import git, run_cli
 
 RATIONALE = ["--title", "tighten refunds", "--diagnosis", "obs-1 was wrong", "--change", "edits",
              "--expected-effect", "fewer refund errors", "--evidence", "obs-1,obs-2"]
@@ -22,7 +23,8 @@ def diff_from_clone(state_repo, tmp_path, change):
     change(clone)
     git(clone, "add", "-A")
     git(clone, "commit", "-qm", "change")
-    text = subprocess.run(["git", "diff", "HEAD~1", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(["git", "diff", "HEAD~1", "HEAD"], cwd=clone,
+                          capture_output=True, text=True, check=True).stdout
     return text, git(clone, "rev-parse", "HEAD^{tree}")
 
 
@@ -38,7 +40,8 @@ def test_edit_file_write_delete_append(state_repo, tmp_path):
     branch = json.loads(proc.stdout)["branch"]
     assert git(state_repo, "show", f"{branch}:prompts/system.md") == "Be brief."
     assert git(state_repo, "ls-tree", "-r", "--name-only", branch, "tools") == ""
-    assert git(state_repo, "show", f"{branch}:memory/episodic.jsonl").splitlines()[-1] == '{"id": "m-2", "content": "gift cards"}'
+    assert (git(state_repo, "show", f"{branch}:memory/episodic.jsonl").splitlines()[-1]
+            == '{"id": "m-2", "content": "gift cards"}')
     assert "Aevolve-Evidence: obs-1, obs-2" in git(state_repo, "log", "-1", "--format=%B", branch)
     assert "Aevolve-Evolver: patch" in git(state_repo, "log", "-1", "--format=%B", branch)
 
@@ -46,7 +49,8 @@ def test_edit_file_write_delete_append(state_repo, tmp_path):
 def test_a_full_proposal_document_carries_its_own_rationale(state_repo, tmp_path):
     doc = tmp_path / "proposal.json"
     doc.write_text(json.dumps({"title": "add note", "diagnosis": "d", "change": "c", "expected_effect": "e",
-                               "evidence": ["obs-9"], "edits": [{"op": "write", "path": "prompts/note.md", "content": "n\n"}]}))
+                               "evidence": ["obs-9"],
+                               "edits": [{"op": "write", "path": "prompts/note.md", "content": "n\n"}]}))
     result = propose(state_repo, evolver="patch", evolver_options={"edits": str(doc)})
     assert result.rationale.evidence == ["obs-9"] and result.rationale.title == "add note"
 
@@ -77,27 +81,35 @@ def test_a_git_diff_applies_to_exactly_the_tree_git_made(state_repo, tmp_path):
         (root / "prompts" / "system.md").write_text("You are a careful support agent.\nAnswer briefly.\nCite policy.\n")
         (root / "tools" / "registry.yaml").unlink()
         (root / "skills" / "tone").mkdir()
-        (root / "skills" / "tone" / "SKILL.md").write_text("---\nname: tone\ndescription: Be polite.\n---\n\nBe polite.\n")
-        (root / "memory" / "episodic.jsonl").write_text('{"id": "m-1", "content": "Shoes can be returned within 30 days."}\n{"id": "m-2"}')
+        (root / "skills" / "tone" / "SKILL.md").write_text(
+            "---\nname: tone\ndescription: Be polite.\n---\n\nBe polite.\n")
+        (root / "memory" / "episodic.jsonl").write_text(
+            '{"id": "m-1", "content": "Shoes can be returned within 30 days."}\n{"id": "m-2"}')
 
     text, tree = diff_from_clone(state_repo, tmp_path, change)
     (tmp_path / "change.diff").write_text(text)
     result = propose(state_repo, evolver="patch", evolver_options={
-        "diff": str(tmp_path / "change.diff"), "title": "polish", "diagnosis": "d", "change": "c", "expected_effect": "e"})
+        "diff": str(tmp_path / "change.diff"), "title": "polish",
+        "diagnosis": "d", "change": "c", "expected_effect": "e"})
     assert git(state_repo, "rev-parse", f"{result.commit}^{{tree}}") == tree
     assert "\\ No newline at end of file" in text
 
 
 def test_a_diff_still_applies_when_lines_moved(state_repo, tmp_path):
+    # the changed line has context on both sides (git pins a hunk that touches either end of the file)
+    body = "You are a helpful support agent.\nBe kind.\nBe exact.\nBe calm.\nAnswer briefly.\n" \
+           "Cite the policy.\nOffer a next step.\nThank them.\nSign off.\n"
+    (state_repo / "prompts" / "system.md").write_text(body)
+    git(state_repo, "commit", "-qam", "longer prompt")
     text, _ = diff_from_clone(state_repo, tmp_path, lambda root: (root / "prompts" / "system.md").write_text(
-        "You are a helpful support agent.\nAnswer in one sentence.\n"))
-    (state_repo / "prompts" / "system.md").write_text("# Role\n\nYou are a helpful support agent.\nAnswer briefly.\n")
+        body.replace("Answer briefly.", "Answer in one sentence.")))
+    (state_repo / "prompts" / "system.md").write_text("# Role\n\n" + body)  # the hunk's lines moved down
     git(state_repo, "commit", "-qam", "add heading")
     (tmp_path / "d.diff").write_text(text)
     result = propose(state_repo, evolver="patch", evolver_options={
         "diff": str(tmp_path / "d.diff"), "title": "shorter", "diagnosis": "d", "change": "c", "expected_effect": "e"})
     assert git(state_repo, "show", f"{result.branch}:prompts/system.md") == \
-        "# Role\n\nYou are a helpful support agent.\nAnswer in one sentence."
+        ("# Role\n\n" + body.replace("Answer briefly.", "Answer in one sentence.")).rstrip("\n")
 
 
 def test_a_hunk_that_does_not_apply_names_file_and_hunk(state_repo, tmp_path):

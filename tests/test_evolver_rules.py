@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from conftest import git, run_cli
-
-from aevolve._state.observations import observe
-from aevolve._propose.run import propose
 from aevolve._git.repo import Repo
+from aevolve._propose.run import propose
 from aevolve._state.model import State
+from aevolve._state.observations import observe
 from aevolve._state.validate import validate_state
+
+from conftest import git, run_cli
 
 
 def failure(i, tags=("billing",), expected="30 days", detail=None, ts="2025-01-01T00:00:00Z", success=False):
@@ -68,7 +68,8 @@ def test_two_failures_are_not_enough_for_a_skill(state_repo, tmp_path):
 
 
 def test_a_shared_error_class_is_a_failure_signature(state_repo, tmp_path):
-    ingest(state_repo, tmp_path, [failure(i, tags=(), expected=None, detail=f"KeyError: 'user' in step {i}; check keys first")
+    ingest(state_repo, tmp_path, [failure(i, tags=(), expected=None,
+                                          detail=f"KeyError: 'user' in step {i}; check keys first")
                                   for i in range(1, 4)])
     result = propose(state_repo, focus="skills")
     assert [s.split()[1] for s in result.summary] == ["skills/key-error-guidance/SKILL.md"]

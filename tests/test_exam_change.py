@@ -7,16 +7,17 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import admissible, git
-from gate_support import GateRepo, cases_yaml
 from test_signing import BOTH, allowed_signers, make_key, public
 
-from aevolve._trust.approvals import approve
-from aevolve.cli import cli
 from aevolve._gate.run import gate
-from aevolve._promote.promote import promote
 from aevolve._git.notes import read_gate_report
 from aevolve._git.repo import MAIN
+from aevolve._promote.promote import promote
+from aevolve._trust.approvals import approve
+from aevolve.cli import cli
+
+from conftest import admissible, git
+from gate_support import GateRepo, cases_yaml
 
 # `late-fee` expected "right"; the fee changed, so the team now expects "$12".
 NEW_EXAM = (

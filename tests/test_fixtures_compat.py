@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from conftest import SHARED_FIXTURES, git, run_cli
 
 WORKSPACES = sorted(p.name for p in SHARED_FIXTURES.iterdir() if p.is_dir()) if SHARED_FIXTURES.is_dir() else []

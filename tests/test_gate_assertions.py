@@ -12,6 +12,7 @@ import pytest
 from aevolve._gate.assertions import AssertContext, AssertionSetupError, evaluate, follow, grade, parse_path
 from aevolve._gate.runner import RunResult
 from aevolve._git.repo import Repo
+
 from conftest import make_state_repo
 
 
@@ -121,7 +122,7 @@ class _Grader(BaseHTTPRequestHandler):
 
     calls = 0
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).calls += 1
         text = body["messages"][-1]["content"]

@@ -8,6 +8,7 @@ from aevolve._errors import InvalidInput
 from aevolve._gate.cases import Case, load_cases, parse_case_file, select_shard, shard_of
 from aevolve._git.repo import Repo
 from aevolve._state.model import State
+
 from conftest import make_state_repo
 
 GOOD = """\

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from aevolve._state import schemas
 from aevolve._gate.run import gate
 from aevolve._git.notes import read_gate_report
+from aevolve._state import schemas
+
 from conftest import admissible, git, run_cli
 from gate_support import GateRepo, cases_yaml
 
@@ -77,7 +78,8 @@ def test_an_edited_suite_on_a_new_main_runs_again(tmp_path):
     # the same candidate content, gated against an edited suite: a new main with case c changed
     new_cases = cases_yaml("a", "b") + "- id: c\n  input: {q: c}\n  assert:\n    - {type: contains, value: rig}\n"
     main2 = g.branch("tmp-main", {"evals/suite.yaml": new_cases})
-    cand2 = g.branch("evolve/one-rebased", {"memory/facts.jsonl": g.repo.read(g.repo.tree(one), "memory/facts.jsonl").decode()},
+    cand2 = g.branch("evolve/one-rebased",
+                     {"memory/facts.jsonl": g.repo.read(g.repo.tree(one), "memory/facts.jsonl").decode()},
                      base=main2)
     report = gate(g.repo, cand2, base=main2)
     assert report.decision == "accept"
@@ -121,7 +123,8 @@ def test_invalid_candidate_state_is_rejected(tmp_path):
 
 
 def test_bad_case_file_on_main_gives_file_and_line(tmp_path):
-    g = GateRepo(tmp_path, dict(ANSWERS), "- id: a\n  input: {q: a}\n  assert:\n    - {type: equals}\n- id: b\n  input: 1\n")
+    g = GateRepo(tmp_path, dict(ANSWERS),
+                 "- id: a\n  input: {q: a}\n  assert:\n    - {type: equals}\n- id: b\n  input: 1\n")
     g.answers_branch("evolve/x", a="right")
     proc = run_cli("gate", "evolve/x", cwd=g.path)
     assert proc.returncode == 3

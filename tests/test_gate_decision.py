@@ -68,7 +68,8 @@ def test_repeats_significant_drop_is_a_regression():
 
 
 def test_no_regressions_policy_rejects_with_the_case_named():
-    decision, reasons, summary = decide([case("a", side(1, 1), side(0, 1)), case("b", side(1, 1), side(1, 1))], POLICY, [])
+    decision, reasons, summary = decide([case("a", side(1, 1), side(0, 1)), case("b", side(1, 1), side(1, 1))],
+                                        POLICY, [])
     assert decision == "reject"
     assert "a" in reasons[0] and summary["regressions"] == 1
 

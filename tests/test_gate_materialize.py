@@ -15,6 +15,7 @@ import pytest
 from aevolve._gate.materialize import CONCURRENT_CHANGE, MaterializedTree, materialize, trees_dir
 from aevolve._gate.runner import RunnerConfig, run_once
 from aevolve._git.repo import Repo
+
 from conftest import SAMPLE_STATE
 
 PROMPT = "prompts/system.md"

@@ -8,9 +8,11 @@ import sys
 import threading
 from pathlib import Path
 
-from aevolve._gate.run import gate
 from aevolve._gate.materialize import CONCURRENT_CHANGE, materialize, trees_dir
+from aevolve._gate.run import gate
 from aevolve._gate.runner import RunnerConfig, RunResult, parse_stdout, run_once, tampered
+
+from conftest import alive, wait_until
 from gate_support import GateRepo, cases_yaml
 
 PROBE = """\
@@ -67,26 +69,17 @@ def test_materialized_tree_is_read_only_and_shared(state_repo):
     assert os.stat(roots[0] / "prompts/system.md").st_mode & 0o222 == 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
-    except FileNotFoundError:
-        return False
-
-
 def test_hanging_runner_is_killed_with_its_child_and_is_an_error(tmp_path):
     g = GateRepo(tmp_path, {"a": "right", "h": "right"}, cases_yaml("a", "h"), timeout=1.5)
     g.answers_branch("evolve/hang", a="right", h="HANG")
     report = gate(g.repo, "evolve/hang")
     child = int(Path(str(g.log) + ".child").read_text())
-    assert not _alive(child)
+    assert not alive(child)
     entry = next(c for c in report.cases if c["id"] == "h")
     assert entry["verdict"] == "error" and entry["regressed"] is True
     assert report.decision == "reject"
     [error] = report.errors
     assert error["case"] == "h" and error["side"] == "candidate" and "timed out after 1.5s" in error["error"]
-    assert report.timings["total_s"] < 15
 
 
 def test_crashing_runner_is_an_error_with_its_stderr_not_a_failure(tmp_path):
@@ -176,16 +169,17 @@ def test_tampered_by_a_concurrent_run_says_so():
 
 
 def test_flaky_runner_with_repeats_neither_blocks_nor_admits(tmp_path):
-    g = GateRepo(tmp_path, {"a": "right", "b": "wrong"}, cases_yaml("a", "b"), repeats=5,
+    # four repeats: 0 of 4 -> 4 of 4 is clearly significant (p = 1/70); three would sit on the 0.05 line
+    g = GateRepo(tmp_path, {"a": "right", "b": "wrong"}, cases_yaml("a", "b"), repeats=4,
                  policy="min_improvement: 0.1")
-    # a now fails one run in five (flaky) while b is really fixed: accepted
+    # a now fails one run in four (flaky) while b is really fixed: accepted
     fixed = g.answers_branch("evolve/fixed", a="FLAKY:2", b="right")
     report = gate(g.repo, fixed)
     by_id = {c["id"]: c for c in report.cases}
-    assert by_id["a"]["candidate"]["passes"] == 4 and by_id["a"]["verdict"] == "pass"
+    assert by_id["a"]["candidate"]["passes"] == 3 and by_id["a"]["verdict"] == "pass"
     assert by_id["b"]["verdict"] == "improvement" and by_id["b"]["p_value"] < 0.05
     assert report.decision == "accept"
-    # b passes one run in five (a lucky run): the aggregate gain is noise, not an improvement
+    # b passes one run in four (a lucky run): the aggregate gain is noise, not an improvement
     lucky = g.answers_branch("evolve/lucky", a="right", b="LUCKY:3")
     report = gate(g.repo, lucky)
     by_id = {c["id"]: c for c in report.cases}
@@ -196,19 +190,19 @@ def test_flaky_runner_with_repeats_neither_blocks_nor_admits(tmp_path):
 def test_interrupted_gate_kills_running_runners_and_their_children(tmp_path):
     import signal
     import subprocess
-    import time
 
     g = GateRepo(tmp_path, {"h": "right"}, cases_yaml("h"), timeout=120)
     g.answers_branch("evolve/hang", h="HANG")
     proc = subprocess.Popen([sys.executable, "-m", "aevolve", "gate", "evolve/hang"], cwd=g.path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     marker = Path(str(g.log) + ".child")
-    deadline = time.monotonic() + 60
-    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child = int(marker.read_text())
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        wait_until(lambda: marker.exists() and marker.read_text(), what="the runner to start its child")
+        child = int(marker.read_text())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 130 and "interrupted" in err
-    time.sleep(0.2)
-    assert not _alive(child)
+    wait_until(lambda: not alive(child), timeout=10, what=f"the runner's child {child} to die")

@@ -9,6 +9,7 @@ import pytest
 from aevolve._errors import InvalidInput
 from aevolve._gate.run import collect, gate
 from aevolve._git.notes import read_gate_report
+
 from conftest import run_cli
 from gate_support import GateRepo, cases_yaml
 

@@ -8,21 +8,21 @@ main that later gates read; secrets never reach a note.
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import admissible, git, verdict_for
-from gate_support import AGENT, GateRepo, cases_yaml, config_yaml, facts
 
-from aevolve.cli import main
 from aevolve._errors import AmbiguousRef
 from aevolve._gate.run import gate
-from aevolve._promote.promote import NotGated, promote
 from aevolve._git.notes import read_gate_report
 from aevolve._git.repo import NOTES_REF
+from aevolve._promote.promote import NotGated, promote
+from aevolve.cli import main
+
+from conftest import admissible, git, isolated_git_env, run_cli, verdict_for
+from gate_support import AGENT, GateRepo, agent_argv, cases_yaml, config_yaml, facts
 
 # Extra behaviours of the test agent, chosen by its answer or by the environment:
 # SLOWONCE:<s> sleeps only on its first run (a marker beside the runner log, outside
@@ -88,7 +88,7 @@ def make(tmp_path: Path, answers: dict | None = None, cases: str | None = None, 
 
 
 def runner_argv(g: GateRepo) -> list[str]:
-    return [sys.executable, str(g.tmp / "agent.py"), str(g.log)]
+    return agent_argv(g.tmp / "agent.py", g.log)
 
 
 def main_of(g: GateRepo) -> str:
@@ -303,7 +303,7 @@ LATENCY_CASES = ("- id: a\n  input: {q: a}\n  assert:\n    - {type: equals, valu
 
 def test_a_slow_latency_run_is_remeasured_and_not_a_regression_when_it_passes_again(tmp_path):
     g = make(tmp_path, {"a": "right", "b": "right"}, LATENCY_CASES)
-    cand = g.answers_branch("evolve/x", a="SLOWONCE:2", b="right")
+    cand = g.answers_branch("evolve/x", a="SLOWONCE:1.6", b="right")  # just past the 1500 ms threshold
     report = gate(g.repo, cand)
     assert report.decision == "accept" and report.regressions == []
     case_a = next(c for c in report.cases if c["id"] == "a")
@@ -385,18 +385,30 @@ def test_a_run_writing_into_its_state_dir_is_tampered_and_main_is_rebuilt_for_th
 
 # -- 12: collecting shards ---------------------------------------------------------------------------
 
-@pytest.fixture
-def shards(tmp_path, aevolve):
+def make_shards(tmp_path: Path) -> tuple[GateRepo, str, list[Path]]:
     """A 4-case repo, a candidate and its two genuine shard reports (files)."""
     g = make(tmp_path, {i: "right" for i in "abcd"}, cases_yaml("a", "b", "c", "d"))
     cand = g.answers_branch("evolve/x", a="right", b="right", c="right", d="right", e="new")
     files = []
     for k in (1, 2):
         out = tmp_path / f"shard{k}.json"
-        assert aevolve(g, "gate", "evolve/x", "--shard", f"{k}/2", "--output", out).code == 0
+        result = run_cli("-C", g.path, "gate", "evolve/x", "--shard", f"{k}/2", "--output", out)
+        assert result.returncode == 0, result.stderr
         files.append(out)
     assert read_gate_report(g.repo, cand) is None  # shards write no note
     return g, cand, files
+
+
+@pytest.fixture
+def shards(tmp_path):
+    return make_shards(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def refused_shards(tmp_path_factory):
+    """`shards` built once for the tests whose collect is refused: a refusal writes nothing."""
+    with isolated_git_env(tmp_path_factory):
+        return make_shards(tmp_path_factory.mktemp("shards"))
 
 
 def forge(tmp_path: Path, source: Path, name: str, **changes) -> Path:
@@ -406,24 +418,24 @@ def forge(tmp_path: Path, source: Path, name: str, **changes) -> Path:
     return out
 
 
-def test_collect_refuses_a_forged_shard_report_claiming_no_cases(tmp_path, aevolve, shards):
-    g, cand, (one, two) = shards
+def test_collect_refuses_a_forged_shard_report_claiming_no_cases(tmp_path, aevolve, refused_shards):
+    g, cand, (one, two) = refused_shards
     forged = forge(tmp_path, one, "forged.json", cases=[])
     result = aevolve(g, "gate", "--collect", forged, two)
     assert result.code == 3 and "do not cover exactly the exam's cases" in result.err
     assert read_gate_report(g.repo, cand) is None
 
 
-def test_collect_refuses_shards_made_under_different_exams(tmp_path, aevolve, shards):
-    g, cand, (one, two) = shards
+def test_collect_refuses_shards_made_under_different_exams(tmp_path, aevolve, refused_shards):
+    g, cand, (one, two) = refused_shards
     other = forge(tmp_path, two, "other.json", exam_digest="sha256:" + "0" * 64)
     result = aevolve(g, "gate", "--collect", one, other)
     assert result.code == 3 and "exam_digest" in result.err
     assert read_gate_report(g.repo, cand) is None
 
 
-def test_collect_refuses_shards_made_under_an_exam_the_baseline_does_not_hold(tmp_path, aevolve, shards):
-    g, cand, (one, two) = shards
+def test_collect_refuses_shards_made_under_an_exam_the_baseline_does_not_hold(tmp_path, aevolve, refused_shards):
+    g, cand, (one, two) = refused_shards
     digest = "sha256:" + "0" * 64
     result = aevolve(g, "gate", "--collect", forge(tmp_path, one, "o1.json", exam_digest=digest),
                      forge(tmp_path, two, "o2.json", exam_digest=digest))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import git, make_state_repo, run_cli, write
-
-from aevolve._state.gitsetup import configure_repo, setup
 from aevolve._git.notes import write_gate_report
 from aevolve._git.repo import Repo
+from aevolve._state.gitsetup import configure_repo, setup
+
+from conftest import git, make_state_repo, run_cli, write
 
 
 def test_init_routes_memory_jsonl_through_the_aevolve_drivers(state_repo):
@@ -42,9 +42,12 @@ def test_existing_gitattributes_lines_are_kept(tmp_path):
 
 
 def test_git_diff_of_memory_shows_one_line_per_changed_record(state_repo):
-    write(state_repo, {"memory/episodic.jsonl": '{"content": "Shoes within 14 days.", "id": "m-1"}\n{"id": "m-0", "content": "new"}\n'})
+    write(state_repo, {"memory/episodic.jsonl": (
+        '{"content": "Shoes within 14 days.", "id": "m-1"}\n'
+        '{"id": "m-0", "content": "new"}\n'
+    )})
     diff = git(state_repo, "diff")
-    changed = [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert sorted(changed) == [
         '+{"id": "m-0", "content": "new"}',
         '+{"id": "m-1", "content": "Shoes within 14 days."}',
@@ -91,7 +94,7 @@ def _remote_with_clone(tmp_path):
 
 
 def test_plain_fetch_and_push_carry_gate_notes_and_aevolve_refs(tmp_path):
-    source, bare, clone = _remote_with_clone(tmp_path)
+    _source, bare, clone = _remote_with_clone(tmp_path)
     assert subprocess.run(["git", "fetch"], cwd=clone, capture_output=True).returncode == 0  # remote has no notes yet
     head = git(clone, "rev-parse", "HEAD")
     write_gate_report(Repo.open(clone), {"version": 1, "candidate": head, "decision": "accept", "reasons": []})
@@ -110,7 +113,7 @@ def test_plain_fetch_and_push_carry_gate_notes_and_aevolve_refs(tmp_path):
 
 
 def test_fetch_never_overwrites_diverged_local_notes(tmp_path):
-    source, bare, clone = _remote_with_clone(tmp_path)
+    _source, bare, clone = _remote_with_clone(tmp_path)
     head = git(clone, "rev-parse", "HEAD")
     repo = Repo.open(clone)
     write_gate_report(repo, {"version": 1, "candidate": head, "decision": "accept", "reasons": ["local"]})
@@ -129,5 +132,5 @@ def test_git_diff_of_memory_shows_changed_records_not_reordered_lines(state_repo
         '{"id": "m-1", "content": "Shoes can be returned within 30 days."}\n'
     )})
     diff = git(state_repo, "diff", "--", "memory/episodic.jsonl")
-    changed = [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert changed == ['+{"id": "m-2", "content": "Stores open at 9am."}']  # m-1 only moved: no change shown

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 
-from conftest import git
-
-from aevolve._propose.evolvers.base import Edit, Proposal
-from aevolve._review.history import log, rollback
 from aevolve._git.notes import write_gate_report
-from aevolve._propose.run import commit_proposal
 from aevolve._git.repo import Repo
+from aevolve._propose.evolvers.base import Edit, Proposal
+from aevolve._propose.run import commit_proposal
+from aevolve._review.history import log, rollback
 from aevolve._state.model import State
+
+from conftest import git
 
 
 def propose(repo: Repo, title: str, edits: list[Edit], evidence=("obs-1", "obs-2")) -> tuple[str, str]:
-    proposal = Proposal(title=title, diagnosis="d", change="c", expected_effect="e", edits=edits, evidence=list(evidence))
+    proposal = Proposal(title=title, diagnosis="d", change="c", expected_effect="e",
+                        edits=edits, evidence=list(evidence))
     result = commit_proposal(repo, "main", proposal, "rules")
     return result.branch, result.commit
 
@@ -44,8 +45,10 @@ def history(state_repo):
     gate_note(repo, c2, "accept", 0.75, 1.0)
     promote(state_repo, b2)
     b3, c3 = propose(repo, "drop the refund skill", [Edit("delete", "skills/refund-policy/SKILL.md")])
-    gate_note(repo, c3, "reject", 1.0, 0.5, reasons=["1 case(s) pass on the baseline but fail on the candidate: refund-window"])
-    b4, c4 = propose(repo, "rename search tool", [Edit("write", "tools/registry.yaml", content="tools:\n  - name: find\n")])
+    gate_note(repo, c3, "reject", 1.0, 0.5,
+              reasons=["1 case(s) pass on the baseline but fail on the candidate: refund-window"])
+    b4, c4 = propose(repo, "rename search tool",
+                     [Edit("write", "tools/registry.yaml", content="tools:\n  - name: find\n")])
     return repo, {"c1": c1, "c2": c2, "c3": c3, "c4": c4, "b3": b3, "b4": b4}
 
 
@@ -63,7 +66,8 @@ def test_log_lists_main_newest_first_with_evolver_evidence_and_score(state_repo)
 def test_log_shows_commits_not_made_by_aevolve_plainly(state_repo):
     repo, _ = history(state_repo)
     oldest = log(repo)[-1]
-    assert (oldest.aevolve, oldest.evolver, oldest.gate, oldest.subject) == (False, None, None, "aevolve: adopt agent state")
+    assert ((oldest.aevolve, oldest.evolver, oldest.gate, oldest.subject)
+            == (False, None, None, "aevolve: adopt agent state"))
 
 
 def test_log_without_all_leaves_out_branches_that_never_reached_main(state_repo):

@@ -6,15 +6,17 @@ import subprocess
 import sys
 
 import pytest
-from conftest import git, make_state_repo, run_cli, write
 from test_hooks_server import note, verdict
+
+from conftest import git, make_state_repo, run_cli, write
 
 BAD_SKILL = "---\nname: Wrong_Name\ndescription: x\n---\nbody\n"
 GOOD_SKILL = "---\nname: verify\ndescription: Verify ids before answering.\n---\n\nCheck the id.\n"
 
 
 def commit(cwd, *args, message="change\n") -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "commit", "-q", *args, "-F", "-"], cwd=cwd, input=message, capture_output=True, text=True)
+    return subprocess.run(["git", "commit", "-q", *args, "-F", "-"], cwd=cwd, input=message,
+                          capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -103,7 +105,8 @@ def test_commit_msg_on_an_evolve_branch_requires_diagnosis_and_evidence(repo):
     result = commit(repo, message="evolve(prompts): shorter\n\nChange:\nshorter prompt\n")
     assert result.returncode != 0
     assert "branch 'evolve/x' is missing: Diagnosis, Evidence" in result.stderr
-    ok = commit(repo, message="evolve(prompts): shorter\n\nDiagnosis:\nanswers ran long in obs-1\n\nAevolve-Evidence: obs-1\n")
+    ok = commit(repo, message=("evolve(prompts): shorter\n\n"
+                               "Diagnosis:\nanswers ran long in obs-1\n\nAevolve-Evidence: obs-1\n"))
     assert ok.returncode == 0, ok.stderr
 
 
@@ -184,7 +187,8 @@ def pushing(repo, tmp_path):
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo, "remote", "add", "origin", str(bare))
-    assert git_push(repo, "origin", "main").returncode == 0
+    # setup, not a claim (the first push of main has its own test): skip the pre-push hook
+    assert git_push(repo, "--no-verify", "origin", "main").returncode == 0
     return repo, bare
 
 

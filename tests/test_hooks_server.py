@@ -6,9 +6,10 @@ import json
 import subprocess
 
 import pytest
-from conftest import git, make_state_repo, run_cli, write
 
 from aevolve._git.repo import Repo
+
+from conftest import git, make_state_repo, run_cli, write
 
 
 def push(cwd, *args) -> subprocess.CompletedProcess:
@@ -18,9 +19,10 @@ def push(cwd, *args) -> subprocess.CompletedProcess:
 def verdict(clone, commit: str, *, decision: str = "accept", key=None, **fields) -> dict:
     """A gate report on exactly the step commit^1 -> commit (what the gate writes), signed
     with the private key file `key` when given; `fields` override any part of it."""
+    from aevolve._git.reader import GitReader
     from aevolve._trust.exam import exam_digest
     from aevolve._trust.signing import NAMESPACE_VERDICT, SigningKey, sign
-    from aevolve._trust.verdicts import GitReader, verdict_payload
+    from aevolve._trust.verdicts import verdict_payload
 
     reader = GitReader(Repo.open(clone))
     info = reader.commit(commit)
@@ -174,7 +176,8 @@ def test_evolver_commit_touching_a_path_protected_in_aevolve_yaml_is_refused(tmp
 def test_evolver_commit_inside_its_layers_and_a_human_eval_change_are_accepted(remote):
     bare, clone = remote
     git(clone, "checkout", "-q", "-b", "evolve/memory")
-    commit_change(clone, {"memory/episodic.jsonl": '{"id": "m-1", "content": "x"}\n{"id": "m-2", "content": "y"}\n'}, PROPOSAL)
+    commit_change(clone, {"memory/episodic.jsonl": '{"id": "m-1", "content": "x"}\n{"id": "m-2", "content": "y"}\n'},
+                  PROPOSAL)
     commit_change(clone, {"evals/extra.yaml": "- id: y\n  input: {}\n  assert: []\n"}, "evals: a person adds a case\n")
     result = push(clone, "origin", "evolve/memory")
     assert result.returncode == 0, result.stderr
@@ -182,7 +185,7 @@ def test_evolver_commit_inside_its_layers_and_a_human_eval_change_are_accepted(r
 
 
 def test_rewriting_the_gate_notes_is_refused(remote):
-    bare, clone = remote
+    _bare, clone = remote
     head = commit_change(clone, {"prompts/system.md": "Be brief.\n"}, "prompt: shorter\n")
     gate_note(clone, head)
     git(clone, "push", "-q", "origin", "refs/notes/aevolve")
@@ -206,7 +209,7 @@ def test_the_first_main_pushed_to_an_empty_remote_is_the_baseline(tmp_path):
 
 
 def test_evolver_commit_hidden_below_a_merge_is_still_refused(remote):
-    bare, clone = remote
+    _bare, clone = remote
     git(clone, "checkout", "-q", "-b", "evolve/sneaky")
     sha = commit_change(clone, {"evals/basic.yaml": "- id: x\n  input: {}\n  assert: []\n"}, PROPOSAL)
     git(clone, "checkout", "-q", "-b", "feature", "main")

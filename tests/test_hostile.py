@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+
 from conftest import SAMPLE_STATE, git, make_state_repo, run_cli, write
 
 SKILL = "skills/refund-policy/SKILL.md"
@@ -46,7 +47,7 @@ CORPUS = {
         {SKILL: b"\0\1\2\3binary"},
         SKILL, "binary file"),
     "non-utf8-prompt": (
-        {"prompts/system.md": "line one\nline two\ncaf".encode() + b"\xe9 latin-1\n"},
+        {"prompts/system.md": b"line one\nline two\ncaf" + b"\xe9 latin-1\n"},
         "prompts/system.md:3", "not valid UTF-8"),
     "non-utf8-memory": (
         {"memory/episodic.jsonl": b'{"id": "a"}\n{"id": "b", "content": "\xff"}\n'},
@@ -92,7 +93,7 @@ def test_hostile_file_in_the_worktree(state_repo, case):
     proc = run_cli("validate", cwd=state_repo)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    matching = [line for line in proc.stdout.splitlines() if line.startswith(where + ":") or line.startswith(where + " ")]
+    matching = [line for line in proc.stdout.splitlines() if line.startswith((where + ":", where + " "))]
     assert any(words in line for line in matching), proc.stdout
 
 

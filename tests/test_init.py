@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SAMPLE_STATE, git, run_cli, write
-
 from aevolve._config import TEMPLATE
 from aevolve._state.init import init_repo
+
+from conftest import SAMPLE_STATE, git, run_cli, write
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import git, make_state_repo
 
-from aevolve._state.merge import MergeConflict, add_trailer, merge_jsonl, rebase_onto
 from aevolve._git.repo import Repo
+from aevolve._state.merge import MergeConflict, add_trailer, merge_jsonl, rebase_onto
+
+from conftest import git, make_state_repo
 
 
 def rec(id_, **fields) -> str:
@@ -40,7 +41,8 @@ def test_one_sided_edit_from_theirs_is_applied_in_place():
     theirs = lines(rec("a", v=2), rec("b", v=1))
     merged = merge_jsonl(base, ours, theirs)
     assert merged.clean
-    assert [json.loads(l) for l in merged.text.splitlines()] == [{"id": "a", "v": 2}, {"id": "b", "v": 1}, {"id": "c"}]
+    assert [json.loads(line) for line in merged.text.splitlines()] == [
+        {"id": "a", "v": 2}, {"id": "b", "v": 1}, {"id": "c"}]
 
 
 def test_one_sided_edit_from_ours_is_kept():
@@ -147,7 +149,7 @@ def test_duplicate_ids_are_matched_by_occurrence():
     theirs = lines(rec("a", n=1), rec("a", n=20))
     merged = merge_jsonl(base, ours, theirs)
     assert merged.clean
-    assert [json.loads(l) for l in merged.text.splitlines()] == [
+    assert [json.loads(line) for line in merged.text.splitlines()] == [
         {"id": "a", "n": 1}, {"id": "a", "n": 20}, {"id": "o"}]
 
 
@@ -183,7 +185,8 @@ def test_trailer_starts_a_block_when_there_is_none():
 # -- rebase_onto ------------------------------------------------------------------
 
 def commit_files(repo: Repo, parent: str, files: dict, message: str = "change\n") -> str:
-    tree = repo.build_tree(repo.resolve(parent).tree, {p: (None if c is None else c.encode()) for p, c in files.items()})
+    contents = {p: (None if c is None else c.encode()) for p, c in files.items()}
+    tree = repo.build_tree(repo.resolve(parent).tree, contents)
     return str(repo.commit(tree, [parent], message))
 
 
@@ -202,7 +205,8 @@ def test_rebase_merges_memory_appended_on_both_sides(repo):
     memory = file_at(repo, base, "memory/episodic.jsonl")
     cand = commit_files(repo, base, {"memory/episodic.jsonl": memory + rec("cand") + "\n"},
                         "evolve(memory): add cand\n\nAevolve-Proposal: p-1\n")
-    moved = commit_files(repo, base, {"memory/episodic.jsonl": memory + rec("main") + "\n", "prompts/system.md": "new\n"})
+    moved = commit_files(repo, base, {"memory/episodic.jsonl": memory + rec("main") + "\n",
+                                      "prompts/system.md": "new\n"})
     new = rebase_onto(repo, cand, base, moved)
     commit = repo.resolve(new)
     assert [str(p) for p in commit.parent_ids] == [moved]

@@ -61,7 +61,7 @@ def test_merge_jsonl_command_exit_codes(tmp_path):
     clean = run_cli("merge-jsonl", base, ours, theirs, "memory/episodic.jsonl", "--json")
     assert clean.returncode == 0
     assert json.loads(clean.stdout)["clean"] is True
-    assert [json.loads(l)["id"] for l in ours.read_text().splitlines()] == ["m-1", "m-2", "m-3"]
+    assert [json.loads(line)["id"] for line in ours.read_text().splitlines()] == ["m-1", "m-2", "m-3"]
 
     ours.write_text('{"id": "m-1", "content": "x"}\n')
     theirs.write_text('{"id": "m-1", "content": "y"}\n')

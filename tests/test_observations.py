@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import git, run_cli
 
 from aevolve._errors import InvalidInput
-from aevolve._state.observations import load_observations, observe
 from aevolve._git.repo import OBSERVATIONS_REF, Repo
+from aevolve._state.observations import load_observations, observe
+
+from conftest import git, run_cli
 
 
 def obs(i, success=False, ts="2025-01-01T10:00:00Z", **extra):

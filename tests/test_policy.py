@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import SAMPLE_STATE, git, make_state_repo
 
+from aevolve._git.repo import Repo
 from aevolve._propose.evolvers.base import Edit, Proposal
 from aevolve._propose.policy import check, path_problems
-from aevolve._git.repo import Repo
-from aevolve._trust.secrets import find_secrets
 from aevolve._state.model import State
+from aevolve._trust.secrets import find_secrets
+
+from conftest import SAMPLE_STATE, git, make_state_repo
 
 GOOD_SKILL = "---\nname: greet\ndescription: Greet the user by name.\n---\n\n# Greet\nSay hello.\n"
 
@@ -143,7 +144,8 @@ SECRETS = {
     "Slack webhook": "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/AbCdEfGhIjKlMnOpQrStUvWx",
     "Google API key": "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
     "private key": "-----BEGIN RSA PRIVATE KEY-----",
-    "JSON Web Token": "Authorization: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "JSON Web Token": ("Authorization: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+                       ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
     "password assignment": 'password = "x7#Kq9!zR2mP4vL8wT"',
     "token assignment": "token: Zq8Xv2Lm9Rt4Kp7Wn3Bc",
 }

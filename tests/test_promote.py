@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SAMPLE_STATE, admissible, git, make_state_repo, run_cli, verdict_for
 
-from aevolve._state import schemas
 from aevolve._errors import Conflict, GateRejected
-from aevolve._promote.promote import NotGated, promote
 from aevolve._git.notes import write_gate_report
 from aevolve._git.repo import MAIN, NOTES_REF, Repo
+from aevolve._promote.promote import NotGated, promote
+from aevolve._state import schemas
+
+from conftest import SAMPLE_STATE, admissible, git, make_state_repo, run_cli, verdict_for
 
 
 def report(commit: str, decision: str = "accept", **extra) -> dict:
@@ -177,7 +178,7 @@ def test_staged_change_that_would_change_refuses(repo):
     (root / "prompts/system.md").write_text("staged\n")
     git(root, "add", "prompts/system.md")
     (root / "prompts/system.md").write_text(SAMPLE_STATE["prompts/system.md"])  # worktree back to OLD
-    with pytest.raises(Conflict, match="prompts/system.md"):
+    with pytest.raises(Conflict, match=r"prompts/system\.md"):
         promote(repo, cand, regate=False)
     assert repo.ref_target(MAIN) == old
 
@@ -285,7 +286,7 @@ print(json.dumps({"output": " ".join(json.loads(l).get("content", "") for l in m
 GATED_STATE = {
     **SAMPLE_STATE,
     "agent/run.py": AGENT,
-    "aevolve.yaml": f"gate:\n  runner: [{json.dumps(sys.executable)}, agent/run.py]\n  jobs: 2\n  timeout: 30\n",
+    "aevolve.yaml": f"gate:\n  runner: [{json.dumps(sys.executable)}, -S, agent/run.py]\n  jobs: 2\n  timeout: 30\n",
 }
 
 
@@ -335,7 +336,7 @@ def test_moved_main_rebases_merges_memory_and_gates_again(gated):
     new = gated.resolve(result.new)
     assert [str(p) for p in new.parent_ids] == [first]
     assert f"Aevolve-Rebased-From: {second}" in new.message
-    ids = [json.loads(l)["id"] for l in (root / "memory/episodic.jsonl").read_text().splitlines()]
+    ids = [json.loads(line)["id"] for line in (root / "memory/episodic.jsonl").read_text().splitlines()]
     assert ids == ["m-1", "a", "b"]
     assert gated.ref_target("refs/heads/evolve/b") == result.new and result.branch_moved
     assert admissible(gated, result.new)
@@ -369,7 +370,7 @@ def test_refused_promotion_keeps_the_gate_verdict_it_computed(gated):
     old = gated.ref_target(MAIN)
     cand = candidate(gated, {"prompts/system.md": "Be brief.\n"})
     (root / "prompts/system.md").write_text("local work\n")
-    with pytest.raises(Conflict, match="prompts/system.md"):
+    with pytest.raises(Conflict, match=r"prompts/system\.md"):
         promote(gated, cand)
     assert gated.ref_target(MAIN) == old
     assert admissible(gated, cand)  # a second `promote` after cleaning up runs nothing
@@ -386,6 +387,6 @@ def test_a_verdict_against_an_older_main_is_stale_and_does_not_move_main(repo):
     accept(repo, middle)
     promote(repo, middle, regate=False)  # main moves to an ancestor of tip
 
-    with pytest.raises(NotGated, match="gated against .* but its parent is"):
+    with pytest.raises(NotGated, match=r"gated against .* but its parent is"):
         promote(repo, tip, regate=False)
     assert repo.ref_target(MAIN) == middle != old_main

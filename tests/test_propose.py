@@ -7,14 +7,15 @@ import re
 import subprocess
 
 import pytest
-from conftest import git, run_cli
 
 import aevolve
 from aevolve._errors import EvolverFailed, PolicyRefused
-from aevolve._propose.evolvers.base import Edit, Proposal
 from aevolve._git.notes import write_gate_report
-from aevolve._propose.run import commit_proposal, propose
 from aevolve._git.repo import Repo
+from aevolve._propose.evolvers.base import Edit, Proposal
+from aevolve._propose.run import commit_proposal, propose
+
+from conftest import git, run_cli
 
 SKILL = "---\nname: greet\ndescription: Greet the user by name.\n---\n\n# Greet\nSay hello.\n"
 
@@ -123,7 +124,8 @@ def test_append_jsonl_keeps_existing_bytes_and_adds_a_missing_newline(state_repo
     (state_repo / "memory" / "raw.jsonl").write_bytes(b'{"id":"a",  "content":"spacing kept"}')
     git(state_repo, "add", ".")
     git(state_repo, "commit", "-qm", "raw")
-    result = propose(state_repo, evolver=Scripted(make(Edit("append-jsonl", "memory/raw.jsonl", records=[{"id": "b"}]))))
+    result = propose(state_repo,
+                     evolver=Scripted(make(Edit("append-jsonl", "memory/raw.jsonl", records=[{"id": "b"}]))))
     data = subprocess.run(["git", "show", f"{result.commit}:memory/raw.jsonl"], cwd=state_repo,
                           capture_output=True, check=True).stdout
     assert data == b'{"id":"a",  "content":"spacing kept"}\n{"id": "b"}\n'

@@ -1,4 +1,4 @@
-"""Eight proposes at once all succeed; a killed propose leaves no branch or a complete one."""
+"""Proposes at once all succeed; a killed propose leaves no branch or a complete one."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import git
 
 from aevolve._propose.rationale import parse
+
+from conftest import git
 
 
 def fsck_clean(root):
@@ -30,14 +31,14 @@ def edit_file(tmp_path, k):
     return path
 
 
-def test_eight_concurrent_proposes_all_get_distinct_branches(state_repo, tmp_path):
+def test_concurrent_proposes_with_one_title_all_get_distinct_branches(state_repo, tmp_path):
     procs = [subprocess.Popen(propose_argv(edit_file(tmp_path, k)), cwd=state_repo, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for k in range(8)]
+                              stderr=subprocess.PIPE, text=True) for k in range(4)]
     outputs = [p.communicate(timeout=180) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outputs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
     branches = {json.loads(out)["branch"] for out, _ in outputs}
-    assert len(branches) == 8
-    assert len(git(state_repo, "for-each-ref", "refs/heads/evolve/").splitlines()) == 8
+    assert len(branches) == 4
+    assert len(git(state_repo, "for-each-ref", "refs/heads/evolve/").splitlines()) == 4
     assert fsck_clean(state_repo)[0]
 
 

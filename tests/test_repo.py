@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from conftest import git, make_state_repo, write
 
 from aevolve._errors import LockBusy, RefMoved, RefNotFound
 from aevolve._git.repo import MAIN, ZERO, Repo
+
+from conftest import git, make_state_repo, write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,8 @@ def test_commit_never_touches_the_users_worktree_or_index(state_repo):
     assert snapshot(state_repo) == before
     assert git(state_repo, "rev-parse", "evolve/m-2") == str(new)
     assert git(state_repo, "show", "evolve/m-2:memory/episodic.jsonl") == '{"id": "m-2", "content": "x"}'
-    assert git(state_repo, "log", "-1", "--format=%an <%ae>|%s", "evolve/m-2") == "Test Author <author@example.com>|evolve(memory): add m-2"
+    assert (git(state_repo, "log", "-1", "--format=%an <%ae>|%s", "evolve/m-2")
+            == "Test Author <author@example.com>|evolve(memory): add m-2")
     assert git(state_repo, "fsck", "--no-progress") == ""
 
 
@@ -267,9 +269,8 @@ def test_lock_excludes_a_second_process(state_repo):
                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(LockBusy, match="another aevolve process"):
-            with Repo.open(state_repo).lock(timeout=0.3):
-                pass
+        with pytest.raises(LockBusy, match="another aevolve process"), Repo.open(state_repo).lock(timeout=0.3):
+            pass
     finally:
         holder.kill()
         holder.wait()
@@ -326,7 +327,7 @@ def test_parallel_creators_of_one_ref_exactly_one_wins(state_repo):
     procs = [subprocess.Popen([sys.executable, "-c", CREATOR, str(state_repo), c], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=ROOT) for c in commits]
     outcomes = {}
-    for commit, proc in zip(commits, procs):
+    for commit, proc in zip(commits, procs, strict=True):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         outcomes[commit] = out.strip()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from conftest import git
-
-from aevolve._propose.evolvers.base import Edit, Proposal
 from aevolve._git.notes import write_gate_report
-from aevolve._state.observations import observe
-from aevolve._propose.run import commit_proposal
 from aevolve._git.repo import Repo
+from aevolve._propose.evolvers.base import Edit, Proposal
+from aevolve._propose.run import commit_proposal
 from aevolve._review.review import build_review, review
+from aevolve._state.observations import observe
+
+from conftest import git
 
 
 def propose(repo: Repo, evidence=(), edits=None, title="sharpen the system prompt") -> str:
@@ -20,7 +20,9 @@ def propose(repo: Repo, evidence=(), edits=None, title="sharpen the system promp
         diagnosis="Answers ran long; 3 of 4 failed tasks exceeded the length limit.",
         change="Rewrites prompts/system.md to ask for one sentence.",
         expected_effect="Fixes the length failures; no effect on refunds.",
-        edits=edits or [Edit("write", "prompts/system.md", content="You are a support agent.\nAnswer in one sentence.\n")],
+        edits=edits or [
+            Edit("write", "prompts/system.md", content="You are a support agent.\nAnswer in one sentence.\n"),
+        ],
         evidence=list(evidence),
     )
     result = commit_proposal(repo, "main", proposal, "rules")
@@ -184,11 +186,12 @@ def test_review_json_is_redacted_too(state_repo, monkeypatch):
 
 
 def test_review_redacts_the_key_variable_aevolve_yaml_names(tmp_path, monkeypatch):
-    from conftest import SAMPLE_STATE, make_state_repo
-
     from aevolve._config import TEMPLATE
 
-    files = {**SAMPLE_STATE, "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
+    from conftest import SAMPLE_STATE, make_state_repo
+
+    files = {**SAMPLE_STATE,
+             "aevolve.yaml": TEMPLATE.replace("api_key_env: OPENAI_API_KEY", "api_key_env: LLM_CREDENTIAL")}
     root = make_state_repo(tmp_path / "state", files)
     repo = Repo.open(root)
     branch = propose(repo)

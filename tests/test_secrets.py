@@ -21,7 +21,8 @@ NEW_FORMATS = {
                                  + ";EndpointSuffix=core.windows.net",
     "Hugging Face token": "HF: hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh",
     "npm token": "//registry.npmjs.org/:_authToken=npm_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
-    "PyPI token": "password = pypi-AgEIcHlwaS5vcmc" + "CJDU2YjRjY2NhLTc1NmItNGJhNC1iMTZmLWE4ZTE2NDFmMWIzNwACJXsicGVybWlzc2lvbnMiOiAidXNlciJ9",
+    "PyPI token": "password = pypi-AgEIcHlwaS5vcmc" + ("CJDU2YjRjY2NhLTc1NmItNGJhNC1iMTZmLWE4ZTE2NDFmMWIzNwAC"
+                                                       "JXsicGVybWlzc2lvbnMiOiAidXNlciJ9"),
 }
 KIND = {"Stripe restricted key": "Stripe API key", "Stripe test key": "Stripe API key"}
 
@@ -116,7 +117,8 @@ def test_redact_keeps_an_assignments_name_and_only_when_the_value_looks_random()
 
 
 def test_redact_removes_a_whole_private_key_block():
-    block = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nQyNTUxOQAAACD\n-----END OPENSSH PRIVATE KEY-----"
+    block = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nQyNTUxOQAAACD\n"
+             "-----END OPENSSH PRIVATE KEY-----")
 
     assert redact(f"before\n{block}\nafter", []) == "before\n[REDACTED private key]\nafter"
 

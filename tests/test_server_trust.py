@@ -10,11 +10,12 @@ import json
 import subprocess
 
 import pytest
-from conftest import git, make_state_repo, run_cli
-from gate_support import GateRepo, cases_yaml, facts
 from test_hooks_server import commit_change, gate_note, note, push, verdict
 
 from aevolve._git.repo import Repo
+
+from conftest import git, make_state_repo, run_cli
+from gate_support import GateRepo, cases_yaml, facts
 
 SHORTER = {"prompts/system.md": "Be brief.\n"}
 PROPOSAL = (
@@ -141,7 +142,7 @@ def test_changing_the_note_of_a_commit_in_main_is_refused(promoted):
 
 
 def test_deleting_the_note_of_a_commit_in_main_is_refused(promoted):
-    bare, clone, new = promoted
+    _bare, clone, new = promoted
     git(clone, "notes", "--ref=aevolve", "remove", new)
     result = push(clone, "origin", "refs/notes/aevolve")
     assert result.returncode != 0
@@ -199,7 +200,7 @@ def test_an_evolver_commit_touching_evals_is_refused_on_a_notes_ref(remote):
 
 
 def test_an_evolver_commit_touching_evals_is_refused_on_a_tag(remote):
-    bare, clone = remote
+    _bare, clone = remote
     sha = commit_change(clone, EASIER_EXAM, PROPOSAL)
     git(clone, "tag", "-a", "-m", "release", "v1", sha)
     result = push(clone, "origin", "v1")
@@ -208,7 +209,7 @@ def test_an_evolver_commit_touching_evals_is_refused_on_a_tag(remote):
 
 
 def test_an_evolver_commit_outside_the_layers_or_on_gitattributes_is_refused(remote):
-    bare, clone = remote
+    _bare, clone = remote
     git(clone, "checkout", "-q", "-b", "evolve/attrs")
     sha = commit_change(clone, {"prompts/.gitattributes": "*.md filter=x\n", "notes.txt": "hi\n"},
                         PROPOSAL.replace("evals", "prompts"))

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git
 
 from aevolve._errors import SigningError
 from aevolve._git.repo import Repo
@@ -25,6 +24,8 @@ from aevolve._trust.signing import (
     signing_key,
     verify,
 )
+
+from conftest import git
 
 BOTH = f'namespaces="{NAMESPACE_VERDICT},{NAMESPACE_APPROVAL}"'
 PAYLOAD = canonical({"candidate": "a" * 40, "decision": "accept"})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import git, make_state_repo, run_cli, write
-
 from aevolve._git.repo import MAIN, Repo
 from aevolve._state.status import status
+
+from conftest import git, make_state_repo, run_cli, write
 
 
 def open_branch(root, name: str, path: str, data: bytes) -> str:
@@ -58,7 +58,9 @@ def test_status_reports_an_invalid_state(state_repo):
 
 
 def test_status_json(state_repo):
-    write(state_repo, {"skills/refund-policy/SKILL.md": "---\nname: refund-policy\ndescription: d\nkeywords: [a]\n---\nbody\n"})
+    write(state_repo, {
+        "skills/refund-policy/SKILL.md": "---\nname: refund-policy\ndescription: d\nkeywords: [a]\n---\nbody\n",
+    })
     doc = json.loads(run_cli("status", "--json", cwd=state_repo).stdout)
     assert doc["main"] == git(state_repo, "rev-parse", "main")
     assert doc["worktree_changes"] == ["skills/refund-policy/SKILL.md"]

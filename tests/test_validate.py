@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_STATE, git, make_state_repo, run_cli, write
 
 from aevolve._git.repo import Repo
 from aevolve._state.model import State
 from aevolve._state.validate import validate_state
+
+from conftest import SAMPLE_STATE, git, make_state_repo, run_cli, write
 
 SKILL = "skills/refund-policy/SKILL.md"
 
@@ -118,11 +119,13 @@ def test_skill_name_must_equal_its_folder(tmp_path):
 
 
 @pytest.mark.parametrize("front, pointer, expected", [
-    ("name: refund-policy\ndescription: " + "d" * 1025 + "\n", "/description", "too long: 1025 characters, at most 1024"),
+    ("name: refund-policy\ndescription: " + "d" * 1025 + "\n", "/description",
+     "too long: 1025 characters, at most 1024"),
     ("name: refund-policy\ndescription: ''\n", "/description", "too short"),
     ("name: refund-policy\n", "", "'description' is required"),
     ("name: refund-policy\ndescription: d\ncompatibility: " + "c" * 501 + "\n", "/compatibility", "at most 500"),
-    ("name: refund-policy\ndescription: d\nmetadata:\n  version: 2\n", "/metadata/version", "expected string, got integer"),
+    ("name: refund-policy\ndescription: d\nmetadata:\n  version: 2\n", "/metadata/version",
+     "expected string, got integer"),
     ("name: refund-policy\ndescription: d\nmetadata: [a]\n", "/metadata", "expected object, got array"),
     ("name: refund-policy\ndescription: d\nlicense: 3\n", "/license", "expected string"),
     ("name: 12\ndescription: d\n", "/name", "expected string, got integer"),

@@ -39,7 +39,8 @@ def _config() -> str:
 
     runner = f'runner: ["{sys.executable}", "agent/run_case.py"]'
     text = TEMPLATE.replace("runner: null                 ", runner, 1)
-    return text.replace("  timeout: 60                   # seconds per case run", "  timeout: 20                   # seconds per case run", 1)
+    return text.replace("  timeout: 60                   # seconds per case run",
+                        "  timeout: 20                   # seconds per case run", 1)
 
 
 def build_sample(path: Path) -> None:
@@ -92,7 +93,8 @@ def _case_table(report: dict) -> list[str]:
     for case in report.get("cases", []):
         verdict = case.get("verdict", "")
         note = {"regression": "REGRESSION", "improvement": "improvement"}.get(verdict, "")
-        lines.append(f"     {case['id']:<22} {outcome(case.get('baseline')):<6} {outcome(case.get('candidate')):<10} {note}".rstrip())
+        row = f"     {case['id']:<22} {outcome(case.get('baseline')):<6} {outcome(case.get('candidate')):<10} {note}"
+        lines.append(row.rstrip())
     return lines
 
 
@@ -104,12 +106,8 @@ def _rate(report: dict, side: str) -> str:
 
 def run_demo(path: str | Path | None = None, echo: Callable[[str], None] = print) -> DemoResult:
     """Build the sample repository at `path` (default: a new temp folder) and run the loop."""
-    from aevolve._review.diff import semantic_diff
-    from aevolve._gate.run import gate
-    from aevolve._promote.promote import promote
-    from aevolve._state.init import init_repo
-    from aevolve._propose.run import propose
     from aevolve._git.repo import MAIN, Repo
+    from aevolve._state.init import init_repo
 
     story: list[str] = []
 
@@ -121,13 +119,39 @@ def run_demo(path: str | Path | None = None, echo: Callable[[str], None] = print
     build_sample(root)
     init_repo(root)
     repo = Repo.open(root)
-    initial = repo.ref_target(MAIN)
+    initial = repo.resolve_branch(MAIN)
     say(f"aevolve demo: the whole loop, offline, in {root}")
     say()
     say("1. A state repository for the sample agent 'acme-support-agent'")
     say("   prompts/system.md, skills/answer-from-memory, memory/faq.jsonl (3 facts),")
     say("   evals/support.yaml (6 regression cases), agent/run_case.py (answers from memory)")
     say(f"   main is {initial[:12]}")
+    accepted, report, promoted_main = _accepted_change(repo, say)
+    rejected, rejected_report = _rejected_change(repo, say)
+    final = repo.resolve_branch(MAIN)
+    say(f"   main stays at {final[:12]}: only gated commits reach it.")
+
+    say()
+    say("Explore it yourself:")
+    say(f"   cd {root}")
+    say("   aevolve log --all                # history of main, and the rejected proposal with its reasons")
+    say(f"   aevolve review {rejected}   # the pull-request body a reviewer would read")
+    say("   git log --notes=aevolve -1 main  # the rationale trailers and the gate note")
+    return DemoResult(
+        path=root, initial_main=initial, accepted_branch=accepted, accepted_report=report,
+        promoted_main=promoted_main, rejected_branch=rejected, rejected_report=rejected_report,
+        final_main=final, story=story,
+    )
+
+
+def _accepted_change(repo, say: Callable[..., None]) -> tuple[str, dict, str]:
+    """Steps 2-5: week 1's observations become a proposal the gate accepts and main takes.
+    (branch, gate report, main after)."""
+    from aevolve._gate.run import gate
+    from aevolve._git.repo import MAIN
+    from aevolve._promote.promote import promote
+    from aevolve._propose.run import propose
+    from aevolve._review.diff import semantic_diff
 
     say()
     added = _observe(repo, sample.OBSERVATIONS_WEEK1, "week1.jsonl")
@@ -136,38 +160,47 @@ def run_demo(path: str | Path | None = None, echo: Callable[[str], None] = print
 
     say()
     first = propose(repo, evolver="rules", observation_ids=[o["id"] for o in sample.OBSERVATIONS_WEEK1])
-    _tell_proposal(say, first, semantic_diff(repo, MAIN, first.commit))
+    branch, commit = _proposed(first)
+    _tell_proposal(say, first, semantic_diff(repo, MAIN, commit))
 
     say()
-    report = gate(repo, first.branch).to_dict()
-    _tell_gate(say, first.branch, report)
+    report = gate(repo, branch).to_dict()
+    _tell_gate(say, branch, report)
 
     say()
-    promoted = promote(repo, first.branch)
-    say(f"5. Promote: main {promoted.old[:12]} -> {promoted.new[:12]} (fast-forward; the gate report rides along as a git note)")
+    promoted = promote(repo, branch)
+    say(f"5. Promote: main {promoted.old[:12]} -> {promoted.new[:12]} "
+        "(fast-forward; the gate report rides along as a git note)")
+    return branch, report, promoted.new
+
+
+def _rejected_change(repo, say: Callable[..., None]) -> tuple[str, dict]:
+    """Step 6: a wrong rule from week 2's feedback, which the gate rejects. (branch, gate report)."""
+    from aevolve._gate.run import gate
+    from aevolve._git.repo import MAIN
+    from aevolve._propose.run import propose
+    from aevolve._review.diff import semantic_diff
 
     say()
     _observe(repo, sample.OBSERVATIONS_WEEK2, "week2.jsonl")
     wrong = sample.OBSERVATIONS_WEEK2[0]
-    say(f"6. Week 2: a reviewer typed a wrong rule into the feedback ({wrong['id']}: \"{wrong['feedback']['expected']}\")")
+    say(f"6. Week 2: a reviewer typed a wrong rule into the feedback "
+        f"({wrong['id']}: \"{wrong['feedback']['expected']}\")")
     second = propose(repo, evolver="rules", observation_ids=[wrong["id"]])
-    _tell_proposal(say, second, semantic_diff(repo, MAIN, second.commit), step=None)
-    rejected = gate(repo, second.branch).to_dict()
-    _tell_gate(say, second.branch, rejected, step=None)
-    final = repo.ref_target(MAIN)
-    say(f"   main stays at {final[:12]}: only gated commits reach it.")
+    branch, commit = _proposed(second)
+    _tell_proposal(say, second, semantic_diff(repo, MAIN, commit), step=None)
+    report = gate(repo, branch).to_dict()
+    _tell_gate(say, branch, report, step=None)
+    return branch, report
 
-    say()
-    say("Explore it yourself:")
-    say(f"   cd {root}")
-    say("   aevolve log --all                # history of main, and the rejected proposal with its reasons")
-    say(f"   aevolve review {second.branch}   # the pull-request body a reviewer would read")
-    say("   git log --notes=aevolve -1 main  # the rationale trailers and the gate note")
-    return DemoResult(
-        path=root, initial_main=initial, accepted_branch=first.branch, accepted_report=report,
-        promoted_main=promoted.new, rejected_branch=second.branch, rejected_report=rejected,
-        final_main=final, story=story,
-    )
+
+def _proposed(result) -> tuple[str, str]:
+    """The branch and commit of a proposal; the sample's observations always give the evolver work."""
+    from aevolve._errors import EvolverFailed
+
+    if result.branch is None or result.commit is None:
+        raise EvolverFailed(f"the demo's proposal made no commit: {result.reason or 'nothing to do'}")
+    return result.branch, result.commit
 
 
 def _tell_proposal(say, result, diff, step: int | None = 3) -> None:

@@ -12,7 +12,8 @@ import re
 import sys
 from pathlib import Path
 
-STOP = {"a", "an", "the", "i", "my", "is", "are", "do", "does", "can", "how", "what", "to", "of", "for", "in", "on", "it", "you", "your", "after", "with"}
+STOP = {"a", "an", "the", "i", "my", "is", "are", "do", "does", "can", "how", "what", "to", "of", "for", "in", "on",
+        "it", "you", "your", "after", "with"}
 
 
 def words(text):

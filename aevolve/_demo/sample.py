@@ -41,7 +41,8 @@ description: Answer support questions from remembered facts; never guess.
 FAQ = [
     {"id": "faq-returns", "content": "Shoes can be returned within 30 days with a receipt.", "tags": ["billing"]},
     {"id": "faq-hours", "content": "Our stores are open 9am to 6pm, Monday to Saturday.", "tags": ["stores"]},
-    {"id": "faq-warranty", "content": "Every product carries a two-year warranty against defects.", "tags": ["warranty"]},
+    {"id": "faq-warranty", "content": "Every product carries a two-year warranty against defects.",
+     "tags": ["warranty"]},
 ]
 
 CASES = """\

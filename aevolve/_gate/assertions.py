@@ -12,7 +12,9 @@ import json
 import re
 import threading
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aevolve._errors import AssertionSetupError
 from aevolve._gate.runner import RunResult
@@ -181,11 +183,11 @@ def _json_path(spec, run, ctx):
 
 # -- python checks from evals/ ----------------------------------------------------------
 
-_modules: dict[str, object] = {}
+_modules: dict[str, types.ModuleType] = {}
 _modules_lock = threading.Lock()
 
 
-def _load_check(ref: str, exam) -> object:
+def _load_check(ref: str, exam) -> Callable[..., Any]:
     """The check function, compiled from the exam's own blob (never from a folder a
     runner could write into), cached by blob id."""
     file, sep, func = ref.rpartition(":")
@@ -258,9 +260,9 @@ RUBRIC_SCHEMA = {
 
 
 def _llm_rubric(spec, run, ctx):
-    from aevolve._propose import llm
     from aevolve._errors import AevolveError
     from aevolve._gate.results_cache import rubric_get, rubric_put
+    from aevolve._propose import llm
 
     rubric = _text(spec.get("value"))
     try:
@@ -281,11 +283,13 @@ def _llm_rubric(spec, run, ctx):
 
 def ask_rubric(settings, rubric: str, output: str) -> dict:
     """One grading call through aevolve.llm (retries, JSON repair); AssertionSetupError if it fails."""
-    from aevolve._propose import llm
     from aevolve._errors import AevolveError
+    from aevolve._propose import llm
 
     def validate(data):
-        return [] if isinstance(data, dict) and isinstance(data.get("pass"), bool) else ["need {\"pass\": true|false, \"reason\": ...}"]
+        if isinstance(data, dict) and isinstance(data.get("pass"), bool):
+            return []
+        return ["need {\"pass\": true|false, \"reason\": ...}"]
 
     messages = [{"role": "system", "content": RUBRIC_SYSTEM},
                 {"role": "user", "content": f"Rubric:\n{rubric}\n\nOutput to grade:\n{output}"}]
@@ -296,6 +300,8 @@ def ask_rubric(settings, rubric: str, output: str) -> dict:
     except AevolveError as exc:
         raise AssertionSetupError(f"rubric model call failed: {exc}") from None
     data = answer.data
+    if not isinstance(data, dict):  # `validate` lets only objects through; this tells mypy
+        raise AssertionSetupError("rubric model call failed: its answer is not a JSON object")
     return {"pass": bool(data["pass"]), "score": data.get("score"), "reason": str(data.get("reason") or "")}
 
 

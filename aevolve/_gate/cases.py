@@ -11,8 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from aevolve._state import schemas
 from aevolve._errors import InvalidInput
+from aevolve._state import schemas
 from aevolve._state.model import FileError, State, load_yaml, yaml_line
 
 

@@ -35,7 +35,9 @@ def min_p_value(runs: int) -> float:
 
 
 def side_passing(side: dict | None, threshold: float) -> bool:
-    return bool(side) and side.get("runs", 0) > 0 and side["passes"] / side["runs"] >= threshold - 1e-12
+    if not side or side.get("runs", 0) <= 0:
+        return False
+    return bool(side["passes"] / side["runs"] >= threshold - 1e-12)
 
 
 def judge_case(entry: dict, significance: float) -> dict:
@@ -115,7 +117,8 @@ def decide(cases: list[dict], policy: dict, static: list[str]) -> tuple[str, lis
             rate = aggregate(tagged, "candidate") or 0.0
             if rate + 1e-12 < float(rule["min_pass_rate"]):
                 reject = True
-                reasons.append(f"tag {tag!r}: candidate pass rate {rate:.3f} is below min_pass_rate {float(rule['min_pass_rate']):.3f}")
+                reasons.append(f"tag {tag!r}: candidate pass rate {rate:.3f} "
+                               f"is below min_pass_rate {float(rule['min_pass_rate']):.3f}")
     summary = {
         "cases": len(cases),
         "regressions": len(regressions),

@@ -130,17 +130,19 @@ class MaterializedTree:
         """Build a fresh copy and rename it into place, or adopt the verified copy a
         concurrent gate finished first; its snapshot."""
         tmp = _build(self.repo, self._files, self.root.parent, self.tree_id)
+        installed = False
         try:
             for _ in range(_INSTALL_ATTEMPTS):
                 snapshot = _scan(tmp)  # before it is in place: nothing can write into it yet
                 try:
                     os.rename(tmp, self.root)
-                    tmp = None
-                    snapshot[ROOT] = _signature(os.lstat(self.root))  # a rename changes the folder's ctime
-                    return snapshot
                 except OSError:
                     if not os.path.lexists(self.root):
                         raise
+                else:
+                    installed = True
+                    snapshot[ROOT] = _signature(os.lstat(self.root))  # a rename changes the folder's ctime
+                    return snapshot
                 snapshot = _scan(self.root)
                 if not _verify(self.root, self._files, self._dirs):
                     return snapshot  # another gate finished the same tree first
@@ -148,7 +150,7 @@ class MaterializedTree:
             raise Conflict(f"could not install the materialized tree {self.root}: another process keeps "
                            "replacing it; stop the other gates on this repository and retry")
         finally:
-            if tmp is not None:
+            if not installed:
                 remove(tmp)
 
     def _rebuild(self) -> None:

@@ -72,10 +72,11 @@ class GateReport:
         return self.render_markdown() if format == "markdown" else self.render_text()
 
     def _sorted_cases(self) -> list[dict]:
-        return sorted(self.cases, key=lambda c: (VERDICT_ORDER.get(c.get("verdict"), 9), c["id"]))
+        return sorted(self.cases, key=lambda c: (VERDICT_ORDER.get(c.get("verdict", ""), 9), c["id"]))
 
     def render_text(self) -> str:
-        lines = [f"gate: {self.decision.upper()}  candidate {self.candidate[:12]}  baseline {(self.baseline or '-')[:12]}"
+        baseline = (self.baseline or "-")[:12]
+        lines = [f"gate: {self.decision.upper()}  candidate {self.candidate[:12]}  baseline {baseline}"
                  + (f"  shard {self.shard['index']}/{self.shard['count']}" if self.shard else "")]
         lines += [f"  - {r}" for r in self.reasons]
         lines += [f"  * {n}" for n in self.notices]
@@ -146,10 +147,12 @@ def exam_change_lines(change: dict) -> list[str]:
         return "passes" if passes else ("fails" if passes is not None else "not run")
 
     lines = [f"+ {c['id']}: new case, {state(c.get('passes'))} on the baseline" for c in change.get("added", [])]
-    lines += [f"- {c['id']}: removed (it {state(c.get('passed'))} under the old exam)" for c in change.get("removed", [])]
+    lines += [f"- {c['id']}: removed (it {state(c.get('passed'))} under the old exam)"
+              for c in change.get("removed", [])]
     for c in change.get("changed", []):
         how = "case edited" if c.get("edited") else "case unchanged"
-        lines.append(f"~ {c['id']}: {state(c.get('old'))} under the old exam, {state(c.get('new'))} under the new ({how})")
+        lines.append(f"~ {c['id']}: {state(c.get('old'))} under the old exam, "
+                     f"{state(c.get('new'))} under the new ({how})")
     lines.append(f"{change.get('unchanged', 0)} case(s) judged the same by both exams")
     return lines
 

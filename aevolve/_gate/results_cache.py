@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import time
 
-from aevolve._state.cache import open_cache
 from aevolve._gate.runner import RunResult
+from aevolve._state.cache import open_cache
 
 RUNS_TABLE = """CREATE TABLE IF NOT EXISTS gate_runs (
     tree TEXT NOT NULL, case_hash TEXT NOT NULL, runner_hash TEXT NOT NULL, rep INTEGER NOT NULL,
@@ -36,7 +36,7 @@ class ResultsCache:
             self.conn.execute(RUNS_TABLE)
 
     def get_many(self, keys: list[Key]) -> dict[Key, RunResult]:
-        if not self.enabled or not keys:
+        if self.conn is None or not keys:  # no connection: the cache is disabled
             return {}
         wanted = set(keys)
         found: dict[Key, RunResult] = {}
@@ -52,7 +52,7 @@ class ResultsCache:
 
     def put_many(self, items: list[tuple[Key, RunResult]]) -> None:
         rows = [(*k, json.dumps(r.to_dict(), ensure_ascii=False), time.time()) for k, r in items if r.status == "ok"]
-        if not self.enabled or not rows:
+        if self.conn is None or not rows:
             return
         self.conn.execute("BEGIN")  # one transaction: the connection is in autocommit mode
         try:

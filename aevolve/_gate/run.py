@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aevolve._gate.report import GateReport
+
+if TYPE_CHECKING:
+    from aevolve._gate.suite import Exam
+    from aevolve._state.model import State
 
 __all__ = ["gate", "collect", "GateReport"]
 
@@ -25,7 +30,7 @@ SIDES = ("baseline", "candidate")
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _open(repo):
@@ -44,30 +49,38 @@ class Transition:
 
     base: str
     cand: str
-    base_state: object
-    cand_state: object
-    old: object  # Exam at the baseline
-    new: object | None  # the candidate's exam, for a maintainer change of the exam
+    base_state: State
+    cand_state: State
+    old: Exam  # the exam at the baseline
+    new: Exam | None  # the candidate's exam, for a maintainer change of the exam
     kind: str  # evolver | manual | maintainer
     outside: list[str]  # paths outside the evolvable layers
 
     @property
-    def exam(self):
+    def exam(self) -> Exam:
         return self.new or self.old
+
+    @property
+    def base_tree(self) -> str:
+        return str(self.base_state.tree_id)  # states read from commits always know their tree
+
+    @property
+    def cand_tree(self) -> str:
+        return str(self.cand_state.tree_id)
 
 
 def read_transition(repo, base: str, cand: str) -> Transition:
-    from aevolve._trust.exam import exam_digest, outside_layers
-    from aevolve._state.model import State
-    from aevolve._trust.verdicts import is_evolver_commit
     from aevolve._gate.suite import Exam
+    from aevolve._state.model import State
+    from aevolve._trust.exam import exam_digest, outside_layers
+    from aevolve._trust.verdicts import is_evolver_commit
 
     base_state, cand_state = State.from_tree(repo, base), State.from_tree(repo, cand)
     old = Exam.of(base_state)  # the exam is always the baseline's
     changed = [p for p in set(base_state.files) | set(cand_state.files)
                if _entry(base_state, p) != _entry(cand_state, p)]
     outside = outside_layers(changed, base_state.evolvable_layers(), old.cfg)
-    if is_evolver_commit(repo.git[cand].message):
+    if is_evolver_commit(repo.message(cand)):
         kind = "evolver"
     else:
         kind = "maintainer" if outside else "manual"
@@ -89,7 +102,7 @@ def static_checks(repo, t: Transition) -> list[str]:
     from aevolve._state.validate import validate_state
 
     problems = []
-    if not repo.git.descendant_of(t.cand, t.base):
+    if t.cand == t.base or not repo.is_ancestor(t.base, t.cand):
         problems.append(f"candidate {t.cand[:12]} does not descend from the baseline {t.base[:12]}: "
                         "rebase it onto the baseline first")
     if t.kind == "evolver" and t.outside:
@@ -99,7 +112,8 @@ def static_checks(repo, t: Transition) -> list[str]:
                         f"no .git* file); it changes: {shown}. People change those in a maintainer commit "
                         "(no Aevolve-Proposal trailer), which needs approval")
     known = {str(p) for p in validate_state(t.base_state, repo).errors}
-    errors = [p for p in validate_state(t.cand_state, repo).errors if str(p) not in known]  # main's own are not its fault
+    # main's own errors are not the candidate's fault
+    errors = [p for p in validate_state(t.cand_state, repo).errors if str(p) not in known]
     problems += [f"candidate state does not validate: {p}" for p in errors[:5]]
     if len(errors) > 5:
         problems.append(f"candidate state does not validate: {len(errors) - 5} more error(s)")
@@ -114,15 +128,16 @@ def gate(repo, candidate: str, *, base: str = "main", jobs: int | None = None,
     Raises GateError when the candidate is already in `base` or the exam cannot judge.
     """
     from aevolve._errors import GateError, UsageError
-    from aevolve._git.notes import store_report
-    from aevolve._trust.verdicts import GitReader, check_commit, local_trust
+    from aevolve._git.reader import GitReader
+    from aevolve._trust.record import store_report
+    from aevolve._trust.verdicts import check_commit, local_trust
 
     repo = _open(repo)
     if shard is not None and not (1 <= shard[0] <= shard[1]):
         raise UsageError(f"--shard {shard[0]}/{shard[1]}: K must be between 1 and N")
     base_sha = base if _is_commit_id(repo, base) else repo.resolve_branch(base)
     cand_sha = str(repo.resolve(candidate).id)
-    if cand_sha == base_sha or repo.git.descendant_of(base_sha, cand_sha):
+    if repo.is_ancestor(cand_sha, base_sha):
         raise GateError(f"{candidate} ({cand_sha[:12]}) is already in {base}; nothing to gate "
                         "(a commit in main's history never gets a new verdict)")
     reader = GitReader(repo)
@@ -173,7 +188,7 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
     summary["warnings"] = _warnings(cases, exam.policy["significance"])
     return GateReport(
         candidate=cand, baseline=base, decision=decision, reasons=reasons,
-        candidate_tree=t.cand_state.tree_id, baseline_tree=t.base_state.tree_id, cases=entries, errors=errors,
+        candidate_tree=t.cand_tree, baseline_tree=t.base_tree, cases=entries, errors=errors,
         static=static, summary=summary, policy=exam.policy,
         suite={"cases": len(exam.cases), "hash": content_hash(sorted((c.id, c.hash) for c in exam.cases)),
                "runner": exam.runner.hash},
@@ -190,7 +205,7 @@ def _plan(t: Transition, cases, shard) -> list:
     from aevolve._gate.cases import select_shard
     from aevolve._gate.execute import Job
 
-    trees = {"baseline": t.base_state.tree_id, "candidate": t.cand_state.tree_id}
+    trees = {"baseline": t.base_tree, "candidate": t.cand_tree}
     plan = [Job(side, trees[side], "exam", c.id, rep) for c in cases for side in SIDES for rep in range(c.repeat)]
     if t.new:  # the old exam on the baseline, to show what the new exam judges differently
         plan += [Job("old-exam", trees["baseline"], "old", c.id, rep)
@@ -218,7 +233,7 @@ def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
     from aevolve._gate.decision import judge_case
     from aevolve._gate.execute import Job
 
-    trees = {}
+    trees: dict[str, str] = {}
     for job in runs.graded:
         trees.setdefault(job.side, job.tree)
     entries, errors = [], []
@@ -250,7 +265,7 @@ def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int) -> lis
     timed = [by_id[e["id"]] for e in moved if is_timed(by_id[e["id"]])]
     if not timed:
         return entries
-    trees = {"baseline": t.base_state.tree_id, "candidate": t.cand_state.tree_id}
+    trees = {"baseline": t.base_tree, "candidate": t.cand_tree}
     plan = [Job(side, trees[side], "exam", c.id, rep) for c in timed for side in SIDES for rep in range(c.repeat)]
     again = execute(repo, plan, {"exam": t.exam}, jobs=jobs, use_cache=False)
     runs.started += again.started
@@ -315,14 +330,14 @@ def _unjudgeable(entries: list[dict], errors: list[dict], max_errors: int) -> li
 
 
 def _approvals(repo, t: Transition):
+    from aevolve._git.reader import GitReader
+    from aevolve._git.repo import APPROVALS_REF
     from aevolve._trust.approvals import count_approvals, parse_approvals
     from aevolve._trust.signing import allowed_signers_file
-    from aevolve._git.repo import APPROVALS_REF
-    from aevolve._trust.verdicts import GitReader
 
     reader = GitReader(repo)
     data = reader.note([reader.ref(APPROVALS_REF)], t.cand)
-    return count_approvals(parse_approvals(data), t.cand, t.cand_state.tree_id, allowed_signers_file(repo))
+    return count_approvals(parse_approvals(data), t.cand, t.cand_tree, allowed_signers_file(repo))
 
 
 def _approval_record(repo, t: Transition) -> list[dict] | None:
@@ -356,29 +371,30 @@ def _exam_change(t: Transition, runs, shard) -> dict:
     from aevolve._gate.cases import select_shard
     from aevolve._gate.execute import Job
 
-    base_tree = t.base_state.tree_id
+    assert t.new is not None  # only asked for a change of the exam
 
     def passes(exam_key: str, side: str, case) -> bool | None:
-        results = [runs.graded.get(Job(side, base_tree, exam_key, case.id, rep)) for rep in range(case.repeat)]
+        results = [runs.graded.get(Job(side, t.base_tree, exam_key, case.id, rep)) for rep in range(case.repeat)]
         if not results or any(g is None for g in results):
             return None
         return sum(g.ok for g in results) / len(results) >= case.threshold - 1e-12
 
     old = {c.id: c for c in select_shard(t.old.cases, shard)}
     new = {c.id: c for c in select_shard(t.new.cases, shard)}
-    out = {"new_digest": t.new.digest, "added": [], "removed": [], "changed": [], "unchanged": 0}
+    added, removed, changed, unchanged = [], [], [], 0
     for cid in sorted(set(old) | set(new)):
         before = passes("old", "old-exam", old[cid]) if cid in old else None
         after = passes("exam", "baseline", new[cid]) if cid in new else None
         if cid not in old:
-            out["added"].append({"id": cid, "passes": after})
+            added.append({"id": cid, "passes": after})
         elif cid not in new:
-            out["removed"].append({"id": cid, "passed": before})
+            removed.append({"id": cid, "passed": before})
         elif before != after or old[cid].hash != new[cid].hash:
-            out["changed"].append({"id": cid, "old": before, "new": after, "edited": old[cid].hash != new[cid].hash})
+            changed.append({"id": cid, "old": before, "new": after, "edited": old[cid].hash != new[cid].hash})
         else:
-            out["unchanged"] += 1
-    return out
+            unchanged += 1
+    return {"new_digest": t.new.digest, "added": added, "removed": removed, "changed": changed,
+            "unchanged": unchanged}
 
 
 def _warnings(cases, significance: float) -> list[str]:
@@ -396,8 +412,8 @@ def collect(repo, reports: list[dict], *, write_note: bool = True) -> GateReport
     holds for that transition, under the same exam digest, baseline and candidate.
     """
     from aevolve._errors import InvalidInput
-    from aevolve._git.notes import store_report
     from aevolve._gate.decision import judge_case
+    from aevolve._trust.record import store_report
 
     repo = _open(repo)
     first, count = _check_shards(reports)
@@ -429,7 +445,7 @@ def collect(repo, reports: list[dict], *, write_note: bool = True) -> GateReport
                "shards": count}
     report = GateReport(
         candidate=t.cand, baseline=t.base, decision=decision, reasons=reasons,
-        candidate_tree=t.cand_state.tree_id, baseline_tree=t.base_state.tree_id, cases=cases,
+        candidate_tree=t.cand_tree, baseline_tree=t.base_tree, cases=cases,
         errors=errors, static=static, summary=summary,
         policy=policy, suite=first.get("suite") or {}, shard=None, timings=timings, created=_now(),
         exam_digest=t.old.digest, change=t.kind,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aevolve._state.model import State
 from aevolve._gate.cases import Case, load_cases
 from aevolve._gate.runner import RunnerConfig
+from aevolve._state.model import State
 
 TIMED = {"latency", "not-latency"}  # verdicts that depend on the machine's load, not only the output
 

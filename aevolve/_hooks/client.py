@@ -7,13 +7,12 @@ server's pre-receive (`aevolve.server_hook`) is what holds.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from aevolve import _config as config_mod
 from aevolve._errors import AevolveError
-from aevolve._hooks.install import HookOutcome, main_branch_ref
 from aevolve._git.repo import NOTES_REF, ZERO, Repo
+from aevolve._hooks.outcome import HookOutcome, main_branch_ref
 
 
 def _head_config(repo: Repo) -> dict:
@@ -22,13 +21,11 @@ def _head_config(repo: Repo) -> dict:
 
     data = None
     try:
-        if not repo.git.head_is_unborn:
+        if not repo.head_is_unborn:
             data = repo.read(repo.tree("HEAD"), CONFIG_FILE)
         else:
-            index = repo.git.index
-            index.read()
-            entry = index[CONFIG_FILE] if CONFIG_FILE in index else None
-            data = repo.blob(entry.id) if entry is not None else None
+            index = repo.index()
+            data = repo.blob(index[CONFIG_FILE].id) if CONFIG_FILE in index else None
         raw = load_yaml(data.decode("utf-8"), CONFIG_FILE) if data else {}
     except (FileError, UnicodeDecodeError, AevolveError):
         raw = {}  # a broken aevolve.yaml is pre-commit's to report, not a reason to crash here
@@ -40,16 +37,7 @@ def _head_config(repo: Repo) -> dict:
 
 def _staged_index(repo: Repo):
     """The index git is committing: GIT_INDEX_FILE when git set one (commit -a, commit PATH)."""
-    import pygit2
-
-    path = os.environ.get("GIT_INDEX_FILE")
-    if path:
-        index = pygit2.Index(str(Path(path).resolve()))
-        index.read()
-        return index
-    index = repo.git.index
-    index.read()
-    return index
+    return repo.index(os.environ.get("GIT_INDEX_FILE") or None)
 
 
 def pre_commit(repo: Repo) -> HookOutcome:
@@ -65,7 +53,7 @@ def pre_commit(repo: Repo) -> HookOutcome:
 
     index = _staged_index(repo)
     files = {e.path: TreeFile(e.path, str(e.id), e.mode) for e in index}
-    if repo.git.head_is_unborn:
+    if repo.head_is_unborn:
         changed = set(files)
     else:
         diff = repo.tree("HEAD").diff_to_index(index)  # the Index may have no repo attached
@@ -106,13 +94,8 @@ _SCISSORS = " ------------------------ >8 ------------------------"
 
 def _clean_message(repo: Repo, text: str) -> str:
     """The message as git will store it: comment lines and the scissors part removed."""
-    char = "#"
-    try:
-        value = repo.git.config["core.commentChar"]
-        if isinstance(value, str) and len(value) == 1:
-            char = value
-    except (KeyError, ValueError):
-        pass
+    value = repo.config_value("core.commentChar")
+    char = value if value is not None and len(value) == 1 else "#"
     out = []
     for line in text.splitlines():
         if line == char + _SCISSORS:
@@ -123,46 +106,15 @@ def _clean_message(repo: Repo, text: str) -> str:
     return "\n".join(out).strip() + "\n"
 
 
-_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9 _-]*:\s*$")
-
-
-def section_text(message: str, name: str) -> str:
-    """The text of section `name` ("Name:" then lines, or "Name: text"); empty when absent."""
-    lines = message.splitlines()[1:]  # never the subject
-    head = re.compile(rf"^{re.escape(name)}\s*:(.*)$", re.IGNORECASE)
-    for i, line in enumerate(lines):
-        match = head.match(line.strip())
-        if not match:
-            continue
-        body = [match.group(1).strip()]
-        for following in lines[i + 1:]:
-            if _HEADER.match(following.strip()) or following.startswith("Aevolve-"):
-                break
-            body.append(following.strip())
-        return "\n".join(b for b in body if b).strip()
-    return ""
-
-
 def missing_sections(message: str, required: list[str]) -> list[str]:
-    from aevolve._propose.rationale import parse_trailers
+    """The required sections the message lacks (a section may also be a trailer,
+    e.g. `Aevolve-Evidence: obs-1`)."""
+    from aevolve._propose.rationale import parse_trailers, sections
 
+    found = sections(message, required)
     trailers = {k.lower(): v for k, v in parse_trailers(message).items()}
-    missing = []
-    for name in required:
-        if section_text(message, name):
-            continue
-        if trailers.get(f"aevolve-{name.lower()}", "").strip():  # e.g. Aevolve-Evidence: obs-1
-            continue
-        missing.append(name)
-    return missing
-
-
-def current_branch(repo: Repo) -> str | None:
-    ref = repo.git.references.get("HEAD")
-    if ref is None:
-        return None
-    target = ref.target
-    return target if isinstance(target, str) else None  # detached HEAD: no branch
+    return [name for name in required
+            if not found.get(name) and not trailers.get(f"aevolve-{name.lower()}", "").strip()]
 
 
 def commit_msg(repo: Repo, message_file: str) -> HookOutcome:
@@ -170,7 +122,7 @@ def commit_msg(repo: Repo, message_file: str) -> HookOutcome:
     hooks_cfg = cfg.get("hooks") or {}
     prefix = hooks_cfg.get("branch_prefix") or "evolve/"
     required = [str(s) for s in (hooks_cfg.get("rationale_sections") or [])]
-    branch = current_branch(repo)
+    branch = repo.head_branch()
     if not branch or not branch.startswith("refs/heads/"):
         return HookOutcome()
     short = branch[len("refs/heads/"):]
@@ -228,7 +180,7 @@ def pre_push(repo: Repo, remote: str, stdin: str) -> HookOutcome:
     server, `verdicts.check_move`, over the local notes and the remote's
     fetched copy); it is never deleted, and no tag takes its name.
     """
-    from aevolve._trust.verdicts import GitReader
+    from aevolve._git.reader import GitReader
 
     main_ref = main_branch_ref(_head_config(repo))
     main = main_ref.removeprefix("refs/heads/")
@@ -254,8 +206,8 @@ def pre_push(repo: Repo, remote: str, stdin: str) -> HookOutcome:
 
 def _main_move(repo: Repo, reader, remote: str, main: str, old: str, new: str) -> list[str]:
     """Why moving the remote's main OLD -> NEW would be refused (empty: it would not)."""
-    from aevolve._trust.signing import allowed_signers_file
     from aevolve._git.repo import APPROVALS_REF
+    from aevolve._trust.signing import allowed_signers_file
     from aevolve._trust.verdicts import check_move
 
     if reader.commit(old) is None:
@@ -270,17 +222,10 @@ def _main_move(repo: Repo, reader, remote: str, main: str, old: str, new: str) -
     if not problems:
         return []
     return [
-        f"aevolve pre-push: refusing to push {main} at {new[:12]} ({_subject(repo, new)}) to {remote}: "
+        f"aevolve pre-push: refusing to push {main} at {new[:12]} ({repo.subject(new)}) to {remote}: "
         f"not every commit it adds to {remote}'s {main} ({old[:12]}) carries a verified gate verdict:",
         *(f"  - {p}" for p in problems),
         f"  Only gated commits may become {main}. Gate each against its parent (`aevolve gate "
         "--promote` on its evolution branch does), then push the commit with its notes: "
         f"`git push {remote} {main} {NOTES_REF}`.",
     ]
-
-
-def _subject(repo: Repo, sha: str) -> str:
-    try:
-        return repo.git[sha].message.splitlines()[0][:72]
-    except (KeyError, ValueError, IndexError):
-        return "?"

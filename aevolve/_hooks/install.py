@@ -14,10 +14,8 @@ allowed signers list keeps its own copy of it and admits only signed verdicts.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,10 +50,7 @@ def render_shim(name: str) -> str:
 
 def hooks_dir(repo: Repo) -> Path:
     """Where git looks for this repository's hooks (core.hooksPath respected)."""
-    proc = repo.run_git(["rev-parse", "--git-path", "hooks"])
-    path = Path(proc.stdout.strip())
-    base = repo.workdir or repo.git_dir  # run_git's cwd: rev-parse answers relative to it
-    return (path if path.is_absolute() else base / path).resolve()
+    return repo.hooks_dir()
 
 
 def is_ours(path: Path) -> bool:
@@ -252,7 +247,7 @@ def store_allowed_signers(repo: Repo, text: str) -> Path:
     tmp = target.with_name(f".{ALLOWED_SIGNERS_FILE}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, target)  # a push being checked reads the old list or the new, never half of one
-    repo.run_git(["config", "--local", ALLOWED_SIGNERS_KEY, str(target.resolve())])
+    repo.set_config(ALLOWED_SIGNERS_KEY, str(target.resolve()))
     return target.resolve()
 
 
@@ -294,51 +289,3 @@ def list_hooks(repo: Repo) -> list[HookInfo]:
         chained = str(local) if status == "aevolve" and os.path.lexists(local) else None
         out.append(HookInfo(name, str(path), status, chained))
     return out
-
-
-# -- running -------------------------------------------------------------------------
-
-
-@dataclass
-class HookOutcome:
-    code: int = 0
-    messages: list[str] = field(default_factory=list)  # for stderr, one line each
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0
-
-
-def main_branch_ref(cfg: dict) -> str:
-    """The full ref of the configured main branch (aevolve.yaml `main`)."""
-    name = cfg.get("main") or "main"
-    return name if name.startswith("refs/") else f"refs/heads/{name}"
-
-
-def run(repo: Repo, name: str, args: list[str], stdin: str) -> HookOutcome:
-    """aevolve's check for hook `name`, given git's arguments and stdin."""
-    if name == "pre-receive":
-        from aevolve._hooks.server import pre_receive
-
-        return pre_receive(repo, stdin)
-    from aevolve._hooks import client as hook_checks
-
-    if name == "pre-commit":
-        return hook_checks.pre_commit(repo)
-    if name == "commit-msg":
-        return hook_checks.commit_msg(repo, args[0])
-    if name == "pre-push":
-        return hook_checks.pre_push(repo, args[0] if args else "", stdin)
-    raise UsageError(f"unknown hook {name!r}; aevolve runs {', '.join(ALL_HOOKS)}")
-
-
-def run_chained(chain: str | None, args: list[str], stdin: bytes | None) -> int:
-    """Run the user's own hook (<name>.local) first, as git would run a hook."""
-    if not chain or not _executable(Path(chain)):
-        return 0
-    try:
-        return subprocess.run([chain, *args], input=stdin).returncode
-    except OSError as exc:
-        if exc.errno != errno.ENOEXEC:  # git also falls back to sh for a script without #!
-            raise
-        return subprocess.run(["/bin/sh", chain, *args], input=stdin).returncode

@@ -21,10 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aevolve._hooks.install import HookOutcome, main_branch_ref
-from aevolve._git.repo import MAIN, NOTES_REF, ZERO, Repo
-from aevolve._git.repo import APPROVALS_REF
-from aevolve._trust.verdicts import GitReader
+from aevolve._git.reader import GitReader
+from aevolve._git.repo import APPROVALS_REF, MAIN, NOTES_REF, ZERO, Repo
+from aevolve._hooks.outcome import HookOutcome, main_branch_ref
 
 NOTES_PREFIX = "refs/notes/aevolve"  # the gate notes, the approvals, and any later aevolve notes
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -118,7 +117,7 @@ def _notes_refusals(push: Push) -> list[str]:
         if u.new == ZERO:
             lines.append(f"aevolve: refusing to delete {u.ref}: the gate notes and approvals are the record "
                          "of what was accepted, and are never deleted.")
-        elif u.old != ZERO and not _is_ancestor(push.repo, u.old, u.new):
+        elif u.old != ZERO and not push.reader.is_ancestor(u.old, u.new):
             lines += [f"aevolve: refusing a non-fast-forward update of {u.ref}: gate notes and approvals are "
                       "only ever added, on top of the server's.",
                       _restart_hint(u.ref, f"Your {u.ref} does not contain the server's.")]
@@ -141,7 +140,7 @@ def _rewrite_refusals(push: Push, u: Update) -> list[str]:
     changed = _changed_notes(push.reader, u.old, u.new)
     if not changed:
         return []
-    current = _in_history(push.repo, changed, [push.main_tip])
+    current = _in_history(push.reader, changed, [push.main_tip])
     if not current:
         return []  # candidates not yet in main may be re-gated or re-approved; check_move judges the note
     return [
@@ -155,39 +154,20 @@ def _rewrite_refusals(push: Push, u: Update) -> list[str]:
 def _changed_notes(reader: GitReader, old: str, new: str) -> list[str]:
     """Commits whose note in `old` differs in `new` (changed or gone), compared by
     commit id, whatever fan-out paths (`ab/cdef...`) either side uses."""
-    proc = reader.repo.run_git(["diff-tree", "-r", "-z", "--name-only", "--no-renames", old, new],
-                               input=b"", check=False)
-    if proc.returncode != 0:
-        raise _unreadable(f"the notes update {old[:12]} -> {new[:12]}", proc)
-    names = {p.decode("utf-8", "replace").replace("/", "") for p in proc.stdout.split(b"\0") if p}
+    names = {p.replace("/", "") for p in reader.changed_paths(old, new)}
     touched = sorted(n for n in names if _OBJECT_ID.fullmatch(n))  # anything else is no note
-    before, after = _notes_of(reader, old, touched), _notes_of(reader, new, touched)
+    before, after = reader.notes_of(old, touched), reader.notes_of(new, touched)
     return [c for c in touched if before[c] is not None and after[c] != before[c]]
 
 
-def _notes_of(reader: GitReader, notes_commit: str, commits: list[str]) -> dict[str, bytes | None]:
-    """The note each commit has in one notes commit, looked up as GitReader.note does."""
-    paths = {c: [c, f"{c[:2]}/{c[2:]}", f"{c[:2]}/{c[2:4]}/{c[4:]}"] for c in commits}
-    data = reader.cat([f"{notes_commit}:{p}" for c in commits for p in paths[c]])
-    out, pos = {}, 0
-    for c in commits:
-        found = data[pos:pos + len(paths[c])]
-        out[c] = next((d for d in found if d is not None), None)
-        pos += len(paths[c])
-    return out
-
-
-def _in_history(repo: Repo, commits: list[str], tips: list[str | None]) -> set[str]:
+def _in_history(reader: GitReader, commits: list[str], tips: list[str | None]) -> set[str]:
     """Those of `commits` reachable from any of `tips`."""
-    tips = [t for t in tips if t]
-    if not commits or not tips:
+    found = [t for t in tips if t]
+    if not commits or not found:
         return set()
     if len(commits) > 16:  # one walk of the history beats many ancestry checks
-        proc = repo.run_git(["rev-list", *tips], check=False)
-        if proc.returncode != 0:
-            raise _unreadable(f"the history of {', '.join(t[:12] for t in tips)}", proc)
-        return set(commits) & set(proc.stdout.split())
-    return {c for c in commits if any(_is_ancestor(repo, c, t) for t in tips)}
+        return set(commits) & reader.reachable(found)
+    return {c for c in commits if any(reader.is_ancestor(c, t) for t in found)}
 
 
 # -- main ------------------------------------------------------------------------------
@@ -200,7 +180,7 @@ def _main_refusals(push: Push) -> list[str]:
     main, old, new = push.main, update.old, update.new
     if new == ZERO:
         return [f"aevolve: refusing to delete {main}: it is the agent's gated state."]
-    if not _is_ancestor(push.repo, old, new):
+    if not push.reader.is_ancestor(old, new):
         return [
             f"aevolve: refusing a non-fast-forward update of {main} ({old[:12]} -> {new[:12]}): "
             f"{main} only moves forward, to gated commits; history is never rewritten.",
@@ -266,11 +246,7 @@ def _new_commits(push: Push, u: Update) -> list[tuple[str, list[str]]]:
     tip = push.reader.rev(u.new) if u.new != ZERO else None
     if tip is None:
         return []  # a deletion, or a ref to a tree or blob: no commits
-    proc = push.repo.run_git(["rev-list", "--parents", tip, "--not", "--all"], check=False)
-    if proc.returncode != 0:  # never let what cannot be listed through unchecked
-        raise _unreadable(f"the new commits of {u.ref}", proc)
-    rows = [line.split() for line in proc.stdout.splitlines() if line.strip()]
-    return [(row[0], row[1:]) for row in rows]
+    return push.reader.new_commits(tip)  # raises when git cannot list them: never let them through unchecked
 
 
 def _evolver_lines(push: Push, ref: str, sha: str, subject: str, forbidden: list[str]) -> list[str]:
@@ -288,20 +264,7 @@ def _evolver_lines(push: Push, ref: str, sha: str, subject: str, forbidden: list
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _is_ancestor(repo: Repo, old: str, new: str) -> bool:
-    return repo.run_git(["merge-base", "--is-ancestor", old, new], check=False).returncode == 0
-
-
 def _commits(commits) -> str:
     ordered = sorted(commits)
     shown = ", ".join(c[:12] for c in ordered[:SHOWN])
     return shown + (f" and {len(ordered) - SHOWN} more" if len(ordered) > SHOWN else "")
-
-
-def _unreadable(what: str, proc) -> Exception:
-    from aevolve._errors import GitCommandFailed
-
-    err = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else proc.stderr
-    return GitCommandFailed(f"pre-receive could not read {what} ({err.strip() or 'git failed'}); "
-                            "nothing was let through")
-

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aevolve._errors import AevolveError, Conflict, GateRejected, NotGated, RefMoved
+from aevolve._git.notes import read_gate_report
 from aevolve._git.repo import NOTES_REF, ZERO, Repo
 
 ATTEMPTS = 12  # main moved under us (another promotion won)
@@ -70,68 +72,10 @@ def _branch_of(repo: Repo, candidate: str) -> str | None:
     return None
 
 
-class _RefTransaction:
-    """`git update-ref --stdin` opened *before* the old values are read.
-
-    Values read from disk can go stale in the milliseconds a `git` process takes
-    to start; with the process already waiting, only a pipe round trip separates
-    reading the refs from `prepare`, which locks them and checks every old
-    value. A parallel note writer (a gate finishing) then rarely makes us retry.
-    """
-
-    def __init__(self, repo: Repo):
-        import os
-        import subprocess
-
-        self.proc = subprocess.Popen(
-            ["git", "--git-dir", str(repo.git_dir), "update-ref", "--stdin"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_INDEX_FILE")},
-        )
-        self._say("start")
-
-    def _say(self, *lines: str) -> None:
-        self.proc.stdin.write("".join(line + "\n" for line in lines))
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer.endswith(": ok\n"):
-            self.abort()
-            raise RefMoved("refs moved concurrently, nothing was changed: " + (self.error or answer.strip()))
-
-    def prepare(self, updates: list[tuple[str, str, str | None]]) -> None:
-        """Lock every ref and check its old value (RefMoved when one moved)."""
-        self._say(*(f"update {name} {new} {old or ZERO}" for name, new, old in updates), "prepare")
-
-    def commit(self) -> None:
-        self._say("commit")
-        self.close()
-
-    def abort(self) -> None:
-        self.error = ""
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("abort\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        self.error = (self.proc.stderr.read() or "").strip()
-        self.proc.wait()
-
-    error = ""
-
-
 def _run_gate(repo: Repo, commit: str, base: str) -> dict:
-    from aevolve._gate.run import gate as run_gate  # the gate package; imported late (it may import us
+    from aevolve._gate.run import gate as run_gate
 
-    report = run_gate(repo, commit, base=base, write_note=False)
-    return report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    return run_gate(repo, commit, base=base, write_note=False).to_dict()
 
 
 def _rejection(report: dict | None, commit: str, rebased_from: str | None) -> GateRejected:
@@ -151,96 +95,104 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
     would lose work, the rebase conflicts, or main kept moving),
     CheckoutNotUpdated (main moved but a checkout changed under us and could not follow).
     """
-    from aevolve._state.merge import rebase_onto
-    from aevolve._git.notes import read_gate_report, store_report
-    from aevolve._trust.verdicts import GitReader, check_chain, local_trust
-    from aevolve._promote.worktree import check_checkouts, update_checkouts
+    run = _Promotion(repo, candidate, _full_ref(main), regate)
+    try:
+        for _ in range(attempts):
+            old_main = repo.ref_target(run.main_ref)
+            if old_main is None:
+                raise AevolveError(f"{run.main_ref} does not exist; nothing to promote onto")
+            if repo.is_ancestor(run.cand, old_main):
+                return run.result(old_main, old_main, False, read_gate_report(repo, old_main))
+            target, rebased = run.target_on(old_main)
+            run.ensure_admissible(old_main, target, rebased)
+            done = run.move(old_main, target, rebased)
+            if done is not None:
+                return done
+        raise Conflict(f"{run.main_ref} kept moving while promoting {run.cand[:12]} ({attempts} attempts); "
+                       "nothing was changed, retry")
+    finally:
+        run.keep_gate_work()
 
-    main_ref = _full_ref(main)
-    cand = str(repo.resolve(candidate).id)
-    branch = _branch_of(repo, candidate)
-    reader = GitReader(repo)
-    fresh: dict[str, dict] = {}  # the report of this call's gate run, keyed by commit, not yet noted
-    rebases: dict[str, str] = {}  # main -> the candidate rebased onto it (made once per main)
-    gated = False
 
-    def keep_gate_work() -> None:
+class _Promotion:
+    """One promotion's state across its attempts (main may move between them)."""
+
+    def __init__(self, repo: Repo, candidate: str, main_ref: str, regate: bool):
+        from aevolve._git.reader import GitReader
+
+        self.repo, self.main_ref, self.regate = repo, main_ref, regate
+        self.cand = str(repo.resolve(candidate).id)
+        self.branch = _branch_of(repo, candidate)
+        self.reader = GitReader(repo)
+        self.fresh: dict[str, dict] = {}  # this call's gate report, keyed by commit, not yet noted
+        self.rebases: dict[str, str] = {}  # main -> the candidate rebased onto it (made once per main)
+        self.gated = False
+
+    def result(self, old: str, new: str, rebased: bool, report: dict | None,
+               checkouts: list[str] | None = None, branch_moved: bool = False) -> PromoteResult:
+        return PromoteResult(old, new, rebased, report, self.cand, self.branch, self.gated,
+                             checkouts or [], self.main_ref, branch_moved)
+
+    def keep_gate_work(self) -> None:
         """Note an unused gate run on the candidate itself (a rebase is thrown away)."""
-        if cand in fresh:
-            store_report(repo, fresh.pop(cand))
+        from aevolve._trust.record import store_report
 
-    for _ in range(attempts):
-        old_main = repo.ref_target(main_ref)
-        if old_main is None:
-            raise AevolveError(f"{main_ref} does not exist; nothing to promote onto")
-        if cand == old_main or repo.git.descendant_of(old_main, cand):
-            keep_gate_work()
-            return PromoteResult(old_main, old_main, False, read_gate_report(repo, old_main),
-                                 cand, branch, gated, [], main_ref)
+        if self.cand in self.fresh:
+            store_report(self.repo, self.fresh.pop(self.cand))
 
-        # 1. The commit that may move main: the candidate, or its rebase onto main
-        # (also when it reaches main only through a merge: main moves along first parents).
-        target, rebased = cand, False
-        if reader.first_parent_chain(old_main, cand) is None:
-            if not regate:
-                raise Conflict(
-                    f"{main_ref.removeprefix('refs/heads/')} moved since {cand[:12]} was based on it; "
-                    "promoting it needs a rebase and a new gate run (drop --no-regate)"
-                )
-            if old_main not in rebases:
-                base = repo.git.merge_base(cand, old_main)
-                if base is None:
-                    raise AevolveError(f"{cand[:12]} shares no history with {main_ref}; it cannot be promoted")
-                rebases[old_main] = rebase_onto(repo, cand, str(base), old_main)
-            target, rebased = rebases[old_main], True
+    def target_on(self, old_main: str) -> tuple[str, bool]:
+        """The commit that may move main: the candidate, or its rebase onto main (also
+        when it reaches main only through a merge: main moves along first parents)."""
+        from aevolve._state.merge import rebase_onto
 
-        # 2. Admissible verdicts for every commit old_main..target, or a gate run now.
-        # A verdict against an older main is stale: main may have gained passing cases since.
-        trust = local_trust(repo)
-        problems = [] if target in fresh else check_chain(reader, old_main, target, trust)
-        if problems:
-            if not regate:
-                raise _not_admitted(read_gate_report(repo, target), target, old_main, problems)
-            report = _run_gate(repo, target, old_main)
-            gated = True
-            fresh = {target: report} if report.get("candidate") == target else {}
-            if report.get("decision") != "accept":
-                keep_gate_work()
-                raise _rejection(report, target, cand if rebased else None)
+        if self.reader.first_parent_chain(old_main, self.cand) is not None:
+            return self.cand, False
+        if not self.regate:
+            raise Conflict(f"{self.main_ref.removeprefix('refs/heads/')} moved since {self.cand[:12]} was based "
+                           "on it; promoting it needs a rebase and a new gate run (drop --no-regate)")
+        if old_main not in self.rebases:
+            base = self.repo.merge_base(self.cand, old_main)
+            if base is None:
+                raise AevolveError(f"{self.cand[:12]} shares no history with {self.main_ref}; it cannot be promoted")
+            self.rebases[old_main] = rebase_onto(self.repo, self.cand, base, old_main)
+        return self.rebases[old_main], True
 
-        # 3. Check and move, under the lock; the transaction's CAS is the guarantee.
-        with repo.lock("promote"):
-            if repo.ref_target(main_ref) != old_main:
-                continue  # main moved while we rebased or gated: start over
-            move_branch = rebased and branch is not None and repo.ref_target(branch) == cand
-            extra = [(branch, target, cand)] if move_branch else []
-            try:
-                checkouts = check_checkouts(repo, main_ref, old_main, target)
-                if not _move(repo, reader, trust, main_ref, old_main, target, fresh.get(target), extra):
-                    continue  # main moved, or the accepting note vanished: start over
-            except Conflict:
-                keep_gate_work()  # nothing moved; the gate's verdict is still worth keeping
-                raise
-            report = fresh.pop(target, None) or read_gate_report(repo, target)
+    def ensure_admissible(self, old_main: str, target: str, rebased: bool) -> None:
+        """Admissible verdicts for every commit old_main..target, or a gate run now. A
+        verdict against an older main is stale: main may have gained passing cases since."""
+        from aevolve._trust.verdicts import check_chain, local_trust
+
+        if target in self.fresh:
+            return
+        problems = check_chain(self.reader, old_main, target, local_trust(self.repo))
+        if not problems:
+            return
+        if not self.regate:
+            raise _not_admitted(read_gate_report(self.repo, target), target, old_main, problems)
+        report = _run_gate(self.repo, target, old_main)
+        self.gated = True
+        self.fresh = {target: report} if report.get("candidate") == target else {}
+        if report.get("decision") != "accept":
+            raise _rejection(report, target, self.cand if rebased else None)
+
+    def move(self, old_main: str, target: str, rebased: bool) -> PromoteResult | None:
+        """Check and move under the lock (the transaction's CAS is the guarantee);
+        None when main moved meanwhile and the caller must start over."""
+        from aevolve._promote.worktree import check_checkouts, update_checkouts
+        from aevolve._trust.verdicts import local_trust
+
+        with self.repo.lock("promote"):
+            if self.repo.ref_target(self.main_ref) != old_main:
+                return None  # main moved while we rebased or gated
+            move_branch = rebased and self.branch is not None and self.repo.ref_target(self.branch) == self.cand
+            extra = [(self.branch, target, self.cand)] if move_branch and self.branch else []
+            checkouts = check_checkouts(self.repo, self.main_ref, old_main, target)
+            trust = local_trust(self.repo)
+            if not _move(self.repo, self.reader, trust, self.main_ref, old_main, target, self.fresh.get(target), extra):
+                return None  # main moved, or the accepting note vanished
+            report = self.fresh.pop(target, None) or read_gate_report(self.repo, target)
             done = update_checkouts(checkouts, old_main, target)
-        return PromoteResult(old_main, target, rebased, report, cand, branch, gated,
-                             [str(p) for p in done], main_ref, move_branch)
-    keep_gate_work()
-    raise Conflict(
-        f"{main_ref} kept moving while promoting {cand[:12]} ({attempts} attempts); nothing was changed, retry"
-    )
-
-
-def _notes_in(repo: Repo, notes_commit: str | None, commits: list[str]) -> dict[str, bytes | None]:
-    """The note bytes of each commit in one notes commit (in-process: this runs inside the retry loop)."""
-    if not notes_commit:
-        return dict.fromkeys(commits)
-    tree = repo.git[notes_commit].tree
-    out: dict[str, bytes | None] = {}
-    for commit in commits:
-        paths = (commit, f"{commit[:2]}/{commit[2:]}", f"{commit[:2]}/{commit[2:4]}/{commit[4:]}")
-        out[commit] = next((d for d in (repo.read(tree, p) for p in paths) if d is not None), None)
-    return out
+        return self.result(old_main, target, rebased, report, [str(p) for p in done], move_branch)
 
 
 def _not_admitted(report: dict | None, target: str, old_main: str, problems: list[str]) -> AevolveError:
@@ -253,7 +205,7 @@ def _not_admitted(report: dict | None, target: str, old_main: str, problems: lis
 
 
 def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, report: dict | None,
-          extra: list[tuple[str, str, str]], tries: int = NOTE_RETRIES) -> bool:
+          extra: Sequence[tuple[str, str, str | None]], tries: int = NOTE_RETRIES) -> bool:
     """One transaction: main OLD -> target, and the notes ref to a commit holding
     the accepting note (`report` added, or the notes already there kept).
 
@@ -265,18 +217,18 @@ def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, 
     """
     from dataclasses import replace
 
-    from aevolve._git.notes import prepare_report
+    from aevolve._trust.record import prepare_report
     from aevolve._trust.verdicts import check_chain
 
     data = prepare_report(repo, report) if report is not None else None
     chain = reader.first_parent_chain(old_main, target) or [target]
     verified: dict[str, bytes | None] | None = None
     for attempt in range(tries):
-        txn = _RefTransaction(repo)  # opened before reading the refs (design note 3)
+        txn = repo.begin_transaction()  # opened before reading the refs (design note 3)
         try:
             notes_old = repo.ref_target(NOTES_REF)
             notes_new = str(repo.note_commit(target, data, notes_old)) if data is not None else notes_old
-            seen = _notes_in(repo, notes_new, chain)
+            seen = reader.notes_of(notes_new, chain)
             if seen != verified:  # first time, or a note on the chain changed: verify (slow) outside
                 txn.abort()
                 problems = check_chain(reader, old_main, target, replace(trust, notes=[notes_new]))
@@ -287,7 +239,7 @@ def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, 
                     return False
                 verified = seen
                 continue
-            txn.prepare([(main_ref, target, old_main), (NOTES_REF, notes_new, notes_old or ZERO), *extra])
+            txn.prepare([(main_ref, target, old_main), (NOTES_REF, notes_new or ZERO, notes_old or ZERO), *extra])
             txn.commit()  # every ref was locked and checked by prepare: the notes are the verified ones
             return True
         except RefMoved:

@@ -14,12 +14,12 @@ The check (`check_checkouts`) runs before any ref moves; the update
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from aevolve._errors import CheckoutNotUpdated, DirtyCheckout
+from aevolve._git.repo import run_git
 
 # Variables that would point git at another repository or index than the worktree's own.
 _GIT_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
@@ -34,34 +34,20 @@ def checkouts_of(repo, branch_ref: str) -> list[Checkout]:
     """Every non-bare worktree (the main one and linked ones) with `branch_ref` checked out."""
     if repo.workdir is None and not (repo.git_dir / "worktrees").is_dir():
         return []  # a bare repository without linked worktrees
-    proc = repo.run_git(["worktree", "list", "--porcelain"], check=False)
-    if proc.returncode != 0:  # very old git: only the main worktree
+    listed = repo.worktrees()
+    if listed is None:  # very old git: only the main worktree
         if repo.workdir is not None and _head_ref(repo) == branch_ref:
             return [Checkout(repo.workdir)]
         return []
-    out: list[Checkout] = []
-    for block in proc.stdout.split("\n\n"):
-        fields = dict(
-            (line.partition(" ")[0], line.partition(" ")[2]) for line in block.splitlines() if line
-        )
-        if "worktree" not in fields or "bare" in fields or "prunable" in fields:
-            continue
-        if fields.get("branch") == branch_ref and Path(fields["worktree"]).is_dir():
-            out.append(Checkout(Path(fields["worktree"])))
-    return out
+    return [Checkout(path) for path, branch in listed if branch == branch_ref]
 
 
 def _head_ref(repo) -> str | None:
-    if repo.git.head_is_detached or repo.git.head_is_unborn:
-        return None
-    return repo.git.head.name
+    return None if repo.head_is_unborn else repo.head_branch()
 
 
 def _git(worktree: Path, args: list[str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV}
-    return subprocess.run(
-        ["git", "--literal-pathspecs", "-C", str(worktree), *args], capture_output=True, text=True, env=env
-    )
+    return run_git(["--literal-pathspecs", "-C", str(worktree), *args], check=False, unset=_GIT_ENV)
 
 
 def _z(text: str) -> list[str]:
@@ -109,7 +95,8 @@ def check_checkouts(repo, branch_ref: str, old: str, new: str) -> list[Checkout]
 
 def update_checkouts(checkouts: list[Checkout], old: str, new: str) -> list[Path]:
     """Bring each checkout from OLD to NEW as `git merge --ff-only` would."""
-    updated, failed = [], []
+    updated: list[tuple[Path, str]] = []
+    failed: list[tuple[Path, str]] = []
     for checkout in checkouts:
         _git(checkout.path, ["update-index", "-q", "--refresh"])
         proc = _git(checkout.path, ["read-tree", "-m", "-u", old, new])

@@ -1,1 +1,4 @@
-"""Layer 4: proposing. Evolvers, the LLM client, the policy every proposal passes, the rationale, and the commit on an evolution branch."""
+"""Layer 4: proposing.
+
+Evolvers, the LLM client, the policy every proposal passes, the rationale, and the commit on an evolution branch.
+"""

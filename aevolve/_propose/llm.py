@@ -7,20 +7,22 @@ Used by the `openai` evolver and by the gate's `llm-rubric` assertion:
     data, usage = llm.chat_json(client, settings.model, messages, schema, ...)
 
 Transient failures (429, 408, 409, 5xx, timeouts, dropped connections) are
-retried here, not inside the `openai` client (it is built with max_retries=0),
-so the backoff is one visible, testable function: exponential with full jitter,
-never shorter than the server's Retry-After. `openai` is imported lazily: it
-costs half a second.
+retried by the `openai` client itself (`max_retries`, exponential backoff,
+honouring Retry-After); aevolve only watches its attempts, to count requests
+and to name each failed one when it gives up. What the client does not do is
+done here: parse the JSON answer, and re-ask once with the exact errors when it
+is not JSON or breaks the schema. `openai` is imported lazily: it costs half a
+second.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
-import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from aevolve import _config as config_mod
 from aevolve._errors import EvolverFailed, UsageError
@@ -29,7 +31,7 @@ from aevolve._errors import EvolverFailed, UsageError
 ENV_BASE_URL = "OPENAI_BASE_URL"
 ENV_MODEL = "OPENAI_MODEL"
 DEFAULT_MODEL = "gpt-4.1-mini"
-RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx: what the client retries
 
 
 @dataclass
@@ -43,9 +45,10 @@ class LLMSettings:
     temperature: float | None = 0.2
     max_output_tokens: int = 4000
     timeout: float = 120.0
-    max_retries: int = 4
-    base_delay: float = 0.5  # first backoff step, seconds (tests use a few ms)
-    max_delay: float = 30.0  # cap of one wait, Retry-After included
+    max_retries: int = 4  # the client's own retries of transient failures
+    # accepted so existing aevolve.yaml files and options stay valid; the client's backoff decides
+    base_delay: float = 0.5
+    max_delay: float = 30.0
     response_format: str = "json_schema"  # json_schema | json_object | none
 
     def public(self) -> dict:
@@ -94,14 +97,14 @@ _KEYS = ("model", "base_url", "api_key_env", "temperature", "max_output_tokens",
 
 
 def resolve_settings(config: dict | None = None, *, overrides: dict | None = None,
-                     env: dict | None = None) -> LLMSettings:
+                     env: Mapping[str, str] | None = None) -> LLMSettings:
     """The endpoint settings, by precedence: `overrides` (CLI/Python options) >
     aevolve.yaml's `evolver.openai` > OPENAI_* environment variables > defaults.
 
     `config` is aevolve.yaml (raw or with defaults filled in); its template leaves
     `model` and `base_url` null so that OPENAI_MODEL / OPENAI_BASE_URL apply.
     """
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     defaults = config_mod.DEFAULTS["evolver"]["openai"]
     section = ((config or {}).get("evolver") or {}).get("openai") or {}
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -115,15 +118,15 @@ def resolve_settings(config: dict | None = None, *, overrides: dict | None = Non
         value = from_file(key)
         if value is not None:
             return value
-        if env_name and env.get(env_name):
-            return env[env_name]
+        if env_name and environ.get(env_name):
+            return environ[env_name]
         return defaults[key] if defaults.get(key) is not None else default
 
     unknown = sorted(set(overrides) - set(_KEYS) - {"api_key"})
     if unknown:
         raise UsageError(f"unknown openai option(s): {', '.join(unknown)}; known: {', '.join(_KEYS)}, api_key")
     api_key_env = str(pick("api_key_env"))
-    api_key = overrides.get("api_key") or env.get(api_key_env) or None
+    api_key = overrides.get("api_key") or environ.get(api_key_env) or None
     settings = LLMSettings(
         model=str(pick("model", ENV_MODEL, DEFAULT_MODEL)),
         base_url=pick("base_url", ENV_BASE_URL) or None,
@@ -140,7 +143,8 @@ def resolve_settings(config: dict | None = None, *, overrides: dict | None = Non
     if settings.temperature is not None:
         settings.temperature = _number(settings.temperature, "temperature", float, 0.0)
     if settings.response_format not in ("json_schema", "json_object", "none"):
-        raise UsageError(f"openai response_format must be json_schema, json_object or none, not {settings.response_format!r}")
+        raise UsageError("openai response_format must be json_schema, json_object or none, "
+                         f"not {settings.response_format!r}")
     if not settings.model.strip():
         raise UsageError("openai model is empty: set evolver.openai.model, OPENAI_MODEL or --model")
     return settings
@@ -156,112 +160,101 @@ def _number(value, name: str, kind, minimum):
     return number
 
 
-def make_client(cfg: LLMSettings | dict):
-    """An `openai.OpenAI` client for `cfg` (settings or an aevolve.yaml dict).
-    Its own retries are off: `chat_json` retries with a backoff we control."""
+def make_client(cfg: LLMSettings | dict) -> Client:
+    """An `openai.OpenAI` client for `cfg` (settings or an aevolve.yaml dict) that
+    retries transient failures itself, `max_retries` times, each request bounded by
+    `timeout`; its attempts are watched through httpx's event hooks."""
     settings = cfg if isinstance(cfg, LLMSettings) else resolve_settings(cfg)
     key = settings.require_key()
     import openai
 
-    return openai.OpenAI(api_key=key, base_url=settings.base_url, timeout=settings.timeout, max_retries=0)
+    attempts = Attempts()
+    http = openai.DefaultHttpxClient(event_hooks={"request": [attempts.sent], "response": [attempts.answered]})
+    return Client(openai.OpenAI(api_key=key, base_url=settings.base_url, timeout=settings.timeout,
+                                max_retries=settings.max_retries, http_client=http), attempts)
 
 
-# -- retries ---------------------------------------------------------------------------
+# -- requests --------------------------------------------------------------------------
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None,
-                  rng: random.Random | None = None) -> float:
-    """Seconds to wait before retry number `attempt` (1-based): full-jitter exponential
-    backoff in [base·2^(attempt-1)/2, base·2^(attempt-1)], never less than the server's
-    Retry-After, and never more than `cap`."""
-    rng = rng or random
-    step = base * (2 ** max(attempt - 1, 0))
-    delay = step / 2 + rng.random() * step / 2
-    if retry_after is not None and retry_after > delay:
-        delay = retry_after
-    return max(0.0, min(delay, cap))
+class Attempts:
+    """How each HTTP request the client sent ended, its own retries included.
 
+    The client hides its retries; a usage count and an error that lists every
+    failed attempt need them, so the hooks only record, they never decide."""
 
-def retry_after_seconds(headers) -> float | None:
-    """The server's Retry-After (`retry-after-ms`, or `retry-after` in seconds or as an HTTP date)."""
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def sent(self, request) -> None:
+        self.outcomes.append("no answer (timed out or the connection failed)")
+
+    def answered(self, response) -> None:
+        if response.status_code < 400:
+            self.outcomes[-1] = "answered"
+            return
+        response.read()  # the body says what went wrong; the client later reads it from memory
         try:
-            return max(0.0, float(value) / divisor)
+            body = response.json()
         except ValueError:
-            pass
-        if name == "retry-after":
-            from email.utils import parsedate_to_datetime
-
-            try:
-                when = parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - time.time())
-            except (TypeError, ValueError):
-                return None
-    return None
+            body = response.text
+        self.outcomes[-1] = f"HTTP {response.status_code}: {_detail(body, response.reason_phrase)}"
 
 
-def _transient(exc) -> tuple[bool, float | None, str]:
-    """(retry?, Retry-After, a one-line description) for an exception from the client."""
+@dataclass
+class Client:
+    """An `openai.OpenAI` client and the record of its attempts."""
+
+    openai: Any
+    attempts: Attempts
+
+
+def create(client: Client | Any, request: dict, settings: LLMSettings, usage: Usage):
+    """`chat.completions.create(**request)`: the client retries transient failures;
+    what it finally raises becomes an EvolverFailed naming every attempt."""
     import openai
 
+    api, attempts = (client.openai, client.attempts) if isinstance(client, Client) else (client, Attempts())
+    first = len(attempts.outcomes)
+    try:
+        response = api.chat.completions.create(**request)
+    except openai.OpenAIError as exc:
+        raise EvolverFailed(_failure(exc, attempts.outcomes[first:], settings.max_retries)) from None
+    finally:
+        usage.requests += max(len(attempts.outcomes) - first, 1)
+    usage.add(getattr(response, "usage", None))
+    return response
+
+
+def _failure(exc, outcomes: list[str], max_retries: int) -> str:
+    """The message of a request the client gave up on (or was refused)."""
+    import openai
+
+    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
     if isinstance(exc, openai.APITimeoutError):
-        return True, None, "the request timed out"
-    if isinstance(exc, openai.APIConnectionError):
-        return True, None, f"connection failed ({exc.__cause__ or exc})"
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        detail = _error_detail(exc)
-        retry = status in RETRY_STATUSES or status >= 500
-        return retry, retry_after_seconds(exc.response.headers) if retry else None, f"HTTP {status}: {detail}"
-    return False, None, f"{type(exc).__name__}: {exc}"
+        last = "the request timed out"
+    elif isinstance(exc, openai.APIConnectionError):
+        last = f"connection failed ({exc.__cause__ or exc})"
+    elif status is not None:
+        last = f"HTTP {status}: {_detail(getattr(exc, 'body', None), getattr(exc, 'message', exc))}"
+    else:
+        last = f"{type(exc).__name__}: {exc}"
+    retried = status in RETRY_STATUSES or (status or 0) >= 500 or isinstance(exc, openai.APIConnectionError)
+    if not retried:  # the client did not retry it (401, 404, a malformed response): the endpoint refused
+        return _refusal_message(last, exc)
+    tried = [*outcomes[:-1], last]  # the exception says best how the last attempt ended
+    return (f"the model endpoint failed {len(tried)} time(s) in a row, giving up (max_retries={max_retries}): "
+            + "; ".join(f"attempt {i}: {what}" for i, what in enumerate(tried, 1)))
 
 
-def _error_detail(exc) -> str:
-    body = getattr(exc, "body", None)
+def _detail(body, fallback) -> str:
+    """The server's own message from an error body, else `fallback`."""
     if isinstance(body, dict):
         error = body.get("error")
         message = body.get("message") or (error.get("message") if isinstance(error, dict) else None)
         if message:
             return str(message)[:300]
-    return str(getattr(exc, "message", exc))[:300]
-
-
-def create_with_retries(client, request: dict, settings_or_retries, *, usage: Usage | None = None,
-                        rng: random.Random | None = None, sleep=time.sleep):
-    """`client.chat.completions.create(**request)` with retries of transient failures."""
-    import openai
-
-    if isinstance(settings_or_retries, LLMSettings):
-        retries, base, cap = settings_or_retries.max_retries, settings_or_retries.base_delay, settings_or_retries.max_delay
-    else:
-        retries, base, cap = settings_or_retries
-    usage = usage if usage is not None else Usage()
-    failures: list[str] = []
-    for attempt in range(retries + 1):
-        usage.requests += 1
-        try:
-            response = client.chat.completions.create(**request)
-        except openai.OpenAIError as exc:
-            retry, after, what = _transient(exc)
-            failures.append(what)
-            if not retry:
-                raise EvolverFailed(_refusal_message(what, exc)) from None
-            if attempt == retries:
-                break
-            sleep(backoff_delay(attempt + 1, base=base, cap=cap, retry_after=after, rng=rng))
-            continue
-        usage.add(getattr(response, "usage", None))
-        return response
-    tried = len(failures)
-    raise EvolverFailed(
-        f"the model endpoint failed {tried} time(s) in a row, giving up (max_retries={retries}): "
-        + "; ".join(f"attempt {i}: {f}" for i, f in enumerate(failures, 1))
-    )
+    return str(body if isinstance(body, str) and body.strip() else fallback)[:300]
 
 
 def _refusal_message(what: str, exc) -> str:
@@ -319,17 +312,19 @@ class JSONAnswer:
 def chat_json(client, model: str, messages: list[dict], schema: dict | None = None, *,
               settings: LLMSettings | None = None, schema_name: str = "answer", validate=None,
               repair: bool = True, repair_budget: int = 6000, usage: Usage | None = None,
-              rng: random.Random | None = None, sleep=time.sleep) -> JSONAnswer:
+              extra: dict | None = None) -> JSONAnswer:
     """Ask for a JSON answer and get it parsed and valid, or EvolverFailed.
 
     `validate(data) -> [error strings]` checks the parsed answer (e.g. against a JSON
     Schema). An answer that is not JSON or does not validate gets one repair round:
     the exact errors are fed back and the model answers again. `repair_budget`
-    bounds the characters that repair round adds to the conversation.
+    bounds the characters that repair round adds to the conversation. `extra`
+    request fields (a `seed`) go with every request.
     """
     settings = settings or LLMSettings(model=model, base_url=None, api_key_env="OPENAI_API_KEY")
     usage = usage if usage is not None else Usage()
-    request: dict = {"model": model, "messages": list(messages), "max_tokens": settings.max_output_tokens}
+    request: dict = {"model": model, "messages": list(messages), "max_tokens": settings.max_output_tokens,
+                     **(extra or {})}
     if settings.temperature is not None:
         request["temperature"] = settings.temperature
     fmt = response_format(settings, schema, schema_name) if schema is not None else None
@@ -337,22 +332,21 @@ def chat_json(client, model: str, messages: list[dict], schema: dict | None = No
         request["response_format"] = fmt
     problems: list[str] = []
     rounds = 2 if repair else 1
-    content = ""
+    content: str | None = None
     for round_no in range(1, rounds + 1):
-        response = create_with_retries(client, request, settings, usage=usage, rng=rng, sleep=sleep)
+        response = create(client, request, settings, usage)
         content = _content(response)
         problems = _check(content, validate)
         if problems and _finish_reason(response) == "length":
             problems.append(f"the answer was cut off at max_output_tokens={settings.max_output_tokens} "
                             "(raise evolver.openai.max_output_tokens, or ask for a smaller change)")
         if not problems:
-            return JSONAnswer(parse_json_content(content), usage, round_no, content)
+            return JSONAnswer(parse_json_content(content), usage, round_no, content or "")
         if round_no < rounds:
             request["messages"] = list(messages) + repair_messages(content, problems, repair_budget)
     what = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-    raise EvolverFailed(
-        f"the model's answer was unusable after {rounds} attempt(s) ({'one repair retry' if repair else 'no repair'}): {what}"
-    )
+    retried = "one repair retry" if repair else "no repair"
+    raise EvolverFailed(f"the model's answer was unusable after {rounds} attempt(s) ({retried}): {what}")
 
 
 def _content(response) -> str | None:

@@ -1,7 +1,8 @@
 """The policy every proposal passes before anything is written.
 
-`evaluate` applies the edits in memory (no git objects), checks each rule and
-returns *every* violation together with the would-be file contents, so a
+Two steps: `apply_edits` works out in memory (no git objects) what the edits
+would write, and `check_changes` judges that against every rule. `evaluate`
+does both and returns *every* violation with the would-be contents, so a
 refusal names all that is wrong and a proposal that passes is committed from
 exactly what was checked.
 """
@@ -13,11 +14,12 @@ import re
 from dataclasses import dataclass, field
 
 from aevolve import _config as config_mod
-from aevolve._propose.evolvers.base import Proposal
-from aevolve._trust.exam import is_git_control
 from aevolve._git.repo import LINK, TreeFile
+from aevolve._propose.evolvers.base import Proposal
+from aevolve._state.jsonl import dump_jsonl_record
+from aevolve._state.model import FileError, State
+from aevolve._trust.exam import is_git_control
 from aevolve._trust.secrets import find_secrets
-from aevolve._state.model import FileError, State, dump_jsonl_record
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -28,6 +30,7 @@ class PolicyResult:
     changes: dict[str, bytes | None] = field(default_factory=dict)  # path -> new bytes (None: deleted)
     layers: list[str] = field(default_factory=list)  # layers the edits touch, sorted
     added_bytes: int = 0
+    added: dict[str, str] = field(default_factory=dict)  # path -> the text the edits add
 
     @property
     def ok(self) -> bool:
@@ -67,97 +70,155 @@ def _layer(path: str) -> str | None:
 
 
 def evaluate(state: State, proposal: Proposal, config: dict | None = None) -> PolicyResult:
+    """Apply the edits in memory, then check every rule on what they would write."""
     config = config if config is not None else state.config()
+    result = apply_edits(state, proposal)
+    result.violations = result.violations + check_changes(state, result, proposal, config)
+    if not result.violations and result.changes:
+        result.violations += _validation_problems(state, result.changes)
+    return result
+
+
+# -- applying: what the edits would write ------------------------------------------
+
+
+class _Overlay:
+    """The base state's contents with the edits so far on top (folders indexed once,
+    so checking an edit costs the same whatever the state's or proposal's size)."""
+
+    def __init__(self, state: State):
+        self.state = state
+        self.current: dict[str, bytes | None] = {}
+        self.base_folders = {f for p in state.files for f in _prefixes(p)[:-1]}
+        self.new_folders: set[str] = set()
+
+    def content(self, path: str) -> bytes | None:
+        if path in self.current:
+            return self.current[path]
+        return self.state.read(path) if path in self.state.files else None
+
+    def exists(self, path: str) -> bool:
+        return self.current[path] is not None if path in self.current else path in self.state.files
+
+    def is_folder(self, path: str) -> bool:
+        return path in self.new_folders or (path not in self.state.files and path in self.base_folders)
+
+    def set(self, path: str, data: bytes | None) -> None:
+        self.current[path] = data
+        if data is not None:
+            self.new_folders.update(_prefixes(path)[:-1])
+
+
+def apply_edits(state: State, proposal: Proposal) -> PolicyResult:
+    """The would-be contents of every edited file, and why an edit cannot even be
+    applied (a bad path, a symlink, a file where a folder is, a missing file)."""
+    result = PolicyResult()
+    overlay_ = _Overlay(state)
+    added: dict[str, str] = {}  # path -> the text the edits add (what secrets are looked for in)
+    for index, edit in enumerate(proposal.edits):
+        problems = _edit_problems(state, overlay_, index, edit)
+        if problems:
+            result.violations += problems
+            continue
+        new, added_text = _edited(overlay_.content(edit.path), edit)
+        if isinstance(new, str):  # the edit's own shape is wrong
+            result.violations.append(f"edit {index + 1} ({edit.op} {json.dumps(edit.path)}): {new}")
+            continue
+        overlay_.set(edit.path, new)
+        if new is not None:
+            added[edit.path] = added.get(edit.path, "") + added_text
+            result.added_bytes += len(added_text.encode("utf-8", "surrogatepass"))
+    result.changes = {p: d for p, d in overlay_.current.items() if d != (state.read(p) if p in state.files else None)}
+    result.added = added
+    return result
+
+
+def _edit_problems(state: State, overlay_: _Overlay, index: int, edit) -> list[str]:
+    """Why `edit` cannot be applied at all (empty: it can)."""
+    path = edit.path
+    bad = path_problems(path)
+    if bad:
+        return bad
+    prefixes = _prefixes(path)
+    linked = [p for p in prefixes if p in state.files and state.files[p].mode == LINK]
+    if linked:
+        return [f"{path}: {linked[0]} is a symbolic link; proposals may not create or write through symlinks"]
+    parent_file = [p for p in prefixes[:-1] if overlay_.exists(p)]
+    if parent_file:
+        return [f"{path}: {parent_file[0]} is a file, not a folder"]
+    if overlay_.is_folder(path):
+        return [f"{path}: is a folder; edits name files"]
+    if edit.op == "delete" and overlay_.content(path) is None:
+        return [f"edit {index + 1} (delete {json.dumps(path)}): cannot delete {path}: no such file at the base"]
+    return []
+
+
+def _edited(old: bytes | None, edit) -> tuple[bytes | str | None, str]:
+    """(new contents or None for a deletion, the text added); a str first item
+    says why the edit's own shape is wrong."""
+    if edit.op == "delete":
+        return None, ""
+    if edit.op == "write":
+        if not isinstance(edit.content, str):
+            return "a write needs text content", ""
+        return edit.content.encode("utf-8", "surrogatepass"), _added_lines(old, edit.content)
+    if edit.op == "append-jsonl":
+        if not edit.path.endswith(".jsonl"):
+            return "append-jsonl only applies to .jsonl files", ""
+        if not edit.records or not all(isinstance(r, dict) for r in edit.records):
+            return "append-jsonl needs a non-empty list of JSON objects", ""
+        text = "".join(dump_jsonl_record(r) + "\n" for r in edit.records)
+        prefix = old or b""
+        if prefix and not prefix.endswith(b"\n"):
+            prefix += b"\n"
+        return prefix + text.encode("utf-8"), text
+    return f"unknown operation {edit.op!r} (write, delete or append-jsonl)", ""
+
+
+# -- checking: may these changes be written? ---------------------------------------
+
+
+def check_changes(state: State, result: PolicyResult, proposal: Proposal, config: dict) -> list[str]:
+    """Every rule the applied edits break: where they write, how much, and secrets."""
     prot = config.get("protection", {})
     max_file = int(prot.get("max_file_bytes", config_mod.DEFAULTS["protection"]["max_file_bytes"]))
     max_total = int(prot.get("max_proposal_bytes", config_mod.DEFAULTS["protection"]["max_proposal_bytes"]))
     evolvable = state.evolvable_layers()
-    result = PolicyResult()
-    v = result.violations
-    current: dict[str, bytes | None] = {}  # contents after the edits so far
-
-    def content_of(path: str) -> bytes | None:
-        if path in current:
-            return current[path]
-        return state.read(path) if path in state.files else None
-
-    def is_base_folder(path: str) -> bool:
-        return path not in state.files and any(p.startswith(path + "/") for p in state.files)
-
+    out: list[str] = []
     layers = set()
-    for index, edit in enumerate(proposal.edits):
-        path = edit.path
-        where = f"edit {index + 1} ({edit.op} {json.dumps(path) if isinstance(path, str) else path!r})"
-        bad = path_problems(path)
-        if bad:
-            v.extend(bad)
-            continue
-        layer = _layer(path)
-        if config_mod.is_protected(path, config):
-            v.append(f"{path}: protected path; no evolver may change it")
-        elif is_git_control(path):
-            v.append(f"{path}: .git* files (.gitattributes, .gitmodules, ...) change how git reads the state; "
-                     "no evolver may write them, at any depth")
-        elif layer is None:
-            v.append(f"{path}: top-level files are not in any evolvable layer")
-        elif layer not in evolvable:
-            v.append(f"{path}: layer {layer!r} is not evolvable (manifest evolvable_layers: {', '.join(evolvable)})")
+    for path in dict.fromkeys(e.path for e in proposal.edits if isinstance(e.path, str) and not path_problems(e.path)):
+        where = _where_problem(path, config, evolvable)
+        if where:
+            out.append(where)
         else:
-            layers.add(layer)
-        linked = [p for p in _prefixes(path) if p in state.files and state.files[p].mode == LINK]
-        if linked:
-            v.append(f"{path}: {linked[0]} is a symbolic link; proposals may not create or write through symlinks")
-            continue
-        parent_file = [p for p in _prefixes(path)[:-1]
-                       if (current[p] is not None if p in current else p in state.files)]
-        if parent_file:
-            v.append(f"{path}: {parent_file[0]} is a file, not a folder")
-            continue
-        new_folders = {f for p, d in current.items() if d is not None for f in _prefixes(p)[:-1]}
-        if path in new_folders or is_base_folder(path):
-            v.append(f"{path}: is a folder; edits name files")
-            continue
-        old = content_of(path)
-        if edit.op == "delete":
-            if old is None:
-                v.append(f"{where}: cannot delete {path}: no such file at the base")
-                continue
-            current[path] = None
-            continue
-        if edit.op == "write":
-            if not isinstance(edit.content, str):
-                v.append(f"{where}: a write needs text content")
-                continue
-            new = edit.content.encode("utf-8", "surrogatepass")
-            added_text = _added_lines(old, edit.content)
-        elif edit.op == "append-jsonl":
-            if not path.endswith(".jsonl"):
-                v.append(f"{where}: append-jsonl only applies to .jsonl files")
-                continue
-            if not edit.records or not all(isinstance(r, dict) for r in edit.records):
-                v.append(f"{where}: append-jsonl needs a non-empty list of JSON objects")
-                continue
-            added_text = "".join(dump_jsonl_record(r) + "\n" for r in edit.records)
-            prefix = old or b""
-            if prefix and not prefix.endswith(b"\n"):
-                prefix += b"\n"
-            new = prefix + added_text.encode("utf-8")
-        else:
-            v.append(f"{where}: unknown operation {edit.op!r} (write, delete or append-jsonl)")
-            continue
-        result.added_bytes += len(added_text.encode("utf-8", "surrogatepass"))
-        if len(new) > max_file:
-            v.append(f"{path}: {len(new)} bytes is over the per-file limit of {max_file} (protection.max_file_bytes)")
-        for hit in find_secrets(added_text):
-            v.append(f"{path}: looks like a secret ({hit.kind} in the added content); secrets never enter commits")
-        current[path] = new
+            layers.add(_layer(path))
+    for path, data in result.changes.items():
+        if data is not None and len(data) > max_file:
+            out.append(f"{path}: {len(data)} bytes is over the per-file limit of {max_file} "
+                       "(protection.max_file_bytes)")
+    for path, text in result.added.items():
+        out += [f"{path}: looks like a secret ({hit.kind} in the added content); secrets never enter commits"
+                for hit in find_secrets(text)]
     if result.added_bytes > max_total:
-        v.append(f"the proposal adds {result.added_bytes} bytes, over the limit of {max_total} (protection.max_proposal_bytes)")
-    result.layers = sorted(layers)
-    result.changes = {p: d for p, d in current.items() if d != (state.read(p) if p in state.files else None)}
-    if not v and result.changes:
-        v.extend(_validation_problems(state, result.changes))
-    return result
+        out.append(f"the proposal adds {result.added_bytes} bytes, over the limit of {max_total} "
+                   "(protection.max_proposal_bytes)")
+    result.layers = sorted(layer for layer in layers if layer)
+    return out
+
+
+def _where_problem(path: str, config: dict, evolvable: list[str]) -> str | None:
+    """Why no evolver may write `path` (None: it may)."""
+    layer = _layer(path)
+    if config_mod.is_protected(path, config):
+        return f"{path}: protected path; no evolver may change it"
+    if is_git_control(path):
+        return (f"{path}: .git* files (.gitattributes, .gitmodules, ...) change how git reads the state; "
+                "no evolver may write them, at any depth")
+    if layer is None:
+        return f"{path}: top-level files are not in any evolvable layer"
+    if layer not in evolvable:
+        return f"{path}: layer {layer!r} is not evolvable (manifest evolvable_layers: {', '.join(evolvable)})"
+    return None
 
 
 def _prefixes(path: str) -> list[str]:

@@ -20,6 +20,7 @@ The trailers parse with `git interpret-trailers --parse`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SECTIONS = ("Diagnosis", "Change", "Expected effect")
@@ -47,7 +48,7 @@ class Rationale:
 
     def message(self) -> str:
         body = [self.subject, ""]
-        for name, text in zip(SECTIONS, (self.diagnosis, self.change, self.expected_effect)):
+        for name, text in zip(SECTIONS, (self.diagnosis, self.change, self.expected_effect), strict=True):
             body += [f"{name}:", _no_trailer_lookalikes(text.strip()), ""]
         trailers = {
             "Aevolve-Proposal": self.proposal_id,
@@ -86,26 +87,35 @@ def parse_trailers(message: str) -> dict[str, str]:
     return out
 
 
-def sections(message: str) -> dict[str, str]:
-    """The named sections ("Diagnosis:" ...) of a message body, stripped."""
+_HEADER_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9 _-]*:\s*$")
+_SECTION = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9 _-]*?)\s*:(?P<value>.*)$")
+
+
+def sections(message: str, names: Iterable[str] = (*SECTIONS, "Evidence")) -> dict[str, str]:
+    """The named sections of a message body, keyed by the names asked for.
+
+    The one parser of rationale sections (the commit-msg hook asks it too): a
+    section is "Name:" on its own line followed by its text, or "Name: text";
+    names match whatever their case. A section ends at the next header line, at
+    an `Aevolve-` trailer, or at the end; the subject is never a section.
+    """
+    wanted = {n.lower(): n for n in names}
     out: dict[str, str] = {}
-    current = None
-    lines: list[str] = []
+    current: str | None = None
+    body: list[str] = []
     for line in message.splitlines()[1:]:
-        head = line.rstrip()
-        if head.endswith(":") and head[:-1] in (*SECTIONS, "Evidence"):
-            if current:
-                out[current] = "\n".join(lines).strip()
-            current, lines = head[:-1], []
+        match = _SECTION.match(line.strip())
+        is_trailer = line.startswith(TRAILER_PREFIX) and _TRAILER.match(line) is not None
+        name = wanted.get(match["key"].lower()) if match and not is_trailer else None
+        if name or is_trailer or _HEADER_ONLY.match(line.strip()):
+            if current and current not in out:  # the first section of a name wins
+                out[current] = "\n".join(body).strip()
+            current = name
+            body = [match["value"].strip()] if name and match else []
         elif current is not None:
-            lines.append(line)
-    if current:
-        out[current] = "\n".join(lines).strip()
-    trailers = parse_trailers(message)
-    if trailers and current and out.get(current):
-        # the trailer block ends the last section
-        kept = [l for l in out[current].splitlines() if not (_TRAILER.match(l) and l.split(":")[0] in trailers)]
-        out[current] = "\n".join(kept).strip()
+            body.append(line)
+    if current and current not in out:
+        out[current] = "\n".join(body).strip()
     return out
 
 

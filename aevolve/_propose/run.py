@@ -20,17 +20,17 @@ import secrets as _random
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from aevolve._state import schemas
 from aevolve._errors import AevolveError, EvolverFailed, PolicyRefused, RefMoved
+from aevolve._git.repo import BLOB_EXECUTABLE, Repo
 from aevolve._propose.evolvers.base import EvolveContext, Evolver, Proposal
 from aevolve._propose.policy import PolicyResult, evaluate
 from aevolve._propose.rationale import Rationale
-from aevolve._git.repo import BLOB_EXECUTABLE, Repo
-from aevolve._trust.secrets import redact, secret_values, secret_variables
+from aevolve._state import schemas
 from aevolve._state.model import State
+from aevolve._trust.secrets import redact, secret_values, secret_variables
 
 BRANCH_PREFIX = "refs/heads/evolve/"
 HISTORY_LIMIT = 10
@@ -106,7 +106,7 @@ def rejected_history(repo: Repo, limit: int = HISTORY_LIMIT) -> list[dict]:
         report = read_gate_report(repo, target)
         if report is None or report.get("decision") == "accept":
             continue
-        commit = repo.git[target]
+        commit = repo.resolve(target)
         rationale = parse(commit.message)
         found.append((commit.commit_time, name, {
             **report, "branch": name.removeprefix("refs/heads/"), "commit": target,
@@ -114,6 +114,14 @@ def rejected_history(repo: Repo, limit: int = HISTORY_LIMIT) -> list[dict]:
         }))
     found.sort(key=lambda item: (-item[0], item[1]))
     return [entry for _, _, entry in found[:limit]]
+
+
+def default_evolver(repo: Repo, base: str = "main") -> str:
+    """The evolver `aevolve.yaml` names as default at `base` (main when `base` does not exist)."""
+    from aevolve._git.repo import MAIN
+
+    state = State.from_tree(repo, base if repo.try_resolve(base) else MAIN)
+    return state.config()["evolver"]["default"] or "rules"
 
 
 def _resolve_evolver(evolver, options: dict | None, config: dict) -> Evolver:
@@ -131,7 +139,7 @@ def _resolve_evolver(evolver, options: dict | None, config: dict) -> Evolver:
 def propose(
     repo: Repo | str | Path,
     *,
-    evolver: str | Evolver | None = "rules",
+    evolver: str | Evolver | None = None,
     base: str = "main",
     observation_ids=None,
     evolver_options: dict | None = None,
@@ -164,7 +172,8 @@ def propose(
     try:
         proposal = chosen.propose(ctx)
     except AevolveError as exc:
-        raise _scrubbed(exc, hidden)
+        _scrubbed(exc, hidden)  # scrubs the message of the exception itself
+        raise
     except Exception as exc:  # an evolver's crash is the evolver's failure, not ours
         message = redact(f"evolver {getattr(chosen, 'name', chosen)!r} failed: {type(exc).__name__}: {exc}", hidden)
         raise EvolverFailed(message) from exc
@@ -279,7 +288,7 @@ def commit_proposal(
             proposal_id=pid, evolver=evolver_name, base=base_commit,
         )
         message = rationale.message()
-        branch = f"evolve/{datetime.now(timezone.utc):%Y%m%d}-{slugify(proposal.title)}-{pid[2:]}"
+        branch = f"evolve/{datetime.now(UTC):%Y%m%d}-{slugify(proposal.title)}-{pid[2:]}"
         result = ProposeResult(branch=branch, proposal=proposal, rationale=rationale, message=message,
                                dry_run=dry_run, base=base_commit, summary=summary)
         if dry_run:
@@ -287,7 +296,7 @@ def commit_proposal(
         if tree is None:
             modes = {p: BLOB_EXECUTABLE for p in checked.changes
                      if p in state.files and state.files[p].mode == BLOB_EXECUTABLE}
-            tree = repo.build_tree(repo.git[base_commit].tree, checked.changes, modes)
+            tree = repo.build_tree(repo.tree(base_commit), checked.changes, modes)
         commit = repo.commit(tree, [base_commit], message)
         _pause("objects")
         try:
@@ -319,13 +328,13 @@ def _already_proposed(repo: Repo, base_commit: str, changes: dict[str, bytes | N
     import pygit2
 
     wanted = {p: (str(pygit2.hash(d)) if d is not None else None) for p, d in changes.items()}
-    base_tree = repo.git[base_commit].tree
+    base_tree = repo.tree(base_commit)
     for name, target in sorted(repo.refs(BRANCH_PREFIX).items()):
-        commit = repo.git[target]
+        commit = repo.resolve(target)
         if [str(p) for p in commit.parent_ids] != [base_commit]:
             continue
         diff = base_tree.diff_to_tree(commit.tree)
-        got = {}
+        got: dict[str, str | None] = {}
         for delta in diff.deltas:
             if delta.status == pygit2.enums.DeltaStatus.DELETED:
                 got[delta.old_file.path] = None

@@ -8,13 +8,12 @@ tree restores an earlier state of the evolvable layers, committed through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from aevolve import _config as config_mod
 from aevolve._errors import InvalidInput
 from aevolve._git.notes import read_gate_report
-from aevolve._propose.rationale import parse
 from aevolve._git.repo import Repo
+from aevolve._propose.rationale import parse
 from aevolve._review.review import gate_summary
 
 EVOLVE_PREFIX = "refs/heads/evolve/"
@@ -58,7 +57,7 @@ class LogEntry:
 def _entry(repo: Repo, commit, status: str, branch: str | None = None) -> LogEntry:
     message = commit.message or ""
     rationale = parse(message)
-    when = datetime.fromtimestamp(commit.commit_time, timezone.utc).astimezone()
+    when = datetime.fromtimestamp(commit.commit_time, UTC).astimezone()
     entry = LogEntry(
         commit=str(commit.id), date=when.isoformat(timespec="seconds"),
         subject=message.splitlines()[0] if message else "", status=status,
@@ -79,21 +78,18 @@ def _entry(repo: Repo, commit, status: str, branch: str | None = None) -> LogEnt
 
 def log(repo: Repo, all: bool = False, n: int | None = None, base: str = "main") -> list[LogEntry]:
     """main's history newest first; `all` adds evolve/* tips that never reached main."""
-    import pygit2
-
     main = repo.try_resolve(base)
     entries: list[LogEntry] = []
     if main is not None:
-        walker = repo.git.walk(main.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
-        for commit in walker:
+        for commit in repo.commits(str(main.id), by_time=True):
             entries.append(_entry(repo, commit, "main"))
             if n is not None and not all and len(entries) >= n:
                 break
     if all:
         for ref, target in sorted(repo.refs(EVOLVE_PREFIX).items()):
-            if main is not None and (target == str(main.id) or repo.git.descendant_of(main.id, target)):
+            if main is not None and repo.is_ancestor(target, str(main.id)):
                 continue  # promoted: already in main's history
-            entry = _entry(repo, repo.git[target], "ungated", branch=ref.removeprefix("refs/heads/"))
+            entry = _entry(repo, repo.resolve(target), "ungated", branch=ref.removeprefix("refs/heads/"))
             if entry.gate is not None:
                 entry.status = {"reject": "rejected", "accept": "accepted", "partial": "partial"}.get(
                     entry.gate["decision"], entry.gate["decision"])
@@ -111,18 +107,18 @@ def restore_changes(repo: Repo, ref_commit: str, base_commit: str) -> tuple[dict
     Protected paths (evals/, aevolve.yaml, ...) and everything outside the
     evolvable layers keep base's version.
     """
-    from aevolve._review.diff import _tree_delta
+    from aevolve._review.semdiff.sources import tree_delta
     from aevolve._state.model import State
+    from aevolve._trust.exam import is_evolvable
 
     state = State.from_tree(repo, base_commit)
     cfg, layers = state.config(), state.evolvable_layers()
     delta: list = []
-    _tree_delta(repo, repo.git[base_commit].tree, repo.git[ref_commit].tree, "", delta)
+    tree_delta(repo, repo.tree(base_commit), repo.tree(ref_commit), "", delta)
     changes: dict[str, bytes | None] = {}
     for path, _old, new in delta:
-        if path.split("/", 1)[0] not in layers or "/" not in path or config_mod.is_protected(path, cfg):
-            continue
-        changes[path] = repo.git.odb.read(new[0])[1] if new else None
+        if is_evolvable(path, layers, cfg):  # what an evolver may change, nothing else
+            changes[path] = repo.blob(new[0]) if new else None
     return changes, layers
 
 
@@ -161,7 +157,7 @@ def rollback(repo: Repo, ref: str, base: str = "main", reason: str | None = None
     listed = [f"- restore {p}" for p in restored] + [f"- remove {p}" for p in removed]
     if len(listed) > 60:
         listed = listed[:60] + [f"- ... and {len(listed) - 60} more"]
-    when = datetime.fromtimestamp(target.commit_time, timezone.utc).date().isoformat()
+    when = datetime.fromtimestamp(target.commit_time, UTC).date().isoformat()
     proposal = Proposal(
         title=f"roll back to {ref} ({sha})" if ref[:12] != sha else f"roll back to {sha}",
         diagnosis=(f"Restores the state of {ref} {sha} \"{subject}\" ({when}).\n"

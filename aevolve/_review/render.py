@@ -10,7 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from aevolve._review.diff import FieldChange, FileChange, RecordChange, SemanticDiff, field_changes, layer_key
+from aevolve._review.semdiff.fields import field_changes
+from aevolve._review.semdiff.result import (
+    FieldChange,
+    FileChange,
+    MemoryChange,
+    RecordChange,
+    SemanticDiff,
+    SkillChange,
+    StructuredChange,
+    layer_key,
+)
 
 FOLD_LINES = 25  # markdown: blocks longer than this fold into <details>
 SHOW_RECORDS = 200  # text/markdown: records shown per kind before "... and N more"
@@ -86,51 +96,59 @@ def _file_block(f: FileChange) -> Block:
 
 def blocks(diff: SemanticDiff) -> list[Block]:
     """The diff as display blocks, protected changes first, then by layer."""
-    out: list[Block] = []
-    for s in diff.structured:
-        block = Block(s.layer, f"{s.path} ({s.status})", protected=s.protected)
-        for e in s.entries:
-            if e.kind == "changed":
-                block.code.append(f"~ {e.name}")
-                block.code += _field_lines(e.fields, "    ")
-            else:
-                sign = "+" if e.kind == "added" else "-"
-                block.code.append(f"{sign} {e.name}")
-                shown = {k: v for k, v in (e.entry or {}).items() if k != "name"}
-                block.code += _field_lines(field_changes({}, shown) if e.kind == "added"
-                                           else field_changes(shown, {}), "    ")
-        block.code += _field_lines(s.fields)
-        out.append(block)
+    out: list[Block] = [_structured_block(s) for s in diff.structured]
     out += [_file_block(f) for f in diff.files if f.protected]
-    for s in diff.skills:
-        title = {"renamed": f"skill {s.old_name} -> {s.name} (renamed, {round((s.similarity or 0) * 100)}% similar)"}.get(
-            s.status, f"skill {s.name} ({s.status})")
-        block = Block("skills", title)
-        if s.description and s.status in ("added", "changed"):
-            block.lines.append(f"description: {_value(s.description, 200)}")
-        if s.error:
-            block.lines.append(f"SKILL.md does not parse: {s.error}")
-        if s.fields:
-            block.code += ["  front matter:"] + _field_lines(s.fields, "    ")
-        if s.body_diff:
-            block.code += ["  body:"] + _hunks(s.body_diff)
-        for f in s.files:
-            rel = f.path.split("/", 2)[-1]
-            note = f" ({f.note})" if f.note else ""
-            block.code.append(f"  {rel}: {f.status}{note}")
-            block.code += _hunks(f.diff)
-        out.append(block)
-    for m in diff.memory:
-        summary = f"+{len(m.added)} -{len(m.removed)} ~{len(m.changed)} records"
-        block = Block("memory", f"{m.path} ({m.status}, {summary})")
-        if m.note:
-            block.lines.append(m.note)
-        for bad in m.invalid[:20]:
-            block.lines.append(f"{'old' if bad['side'] == 'a' else 'new'} line {bad['line']}: {bad['error']}")
-        block.code = _records("added", m.added) + _records("removed", m.removed) + _records("changed", m.changed)
-        out.append(block)
+    out += [_skill_block(s) for s in diff.skills]
+    out += [_memory_block(m) for m in diff.memory]
     out += [_file_block(f) for f in diff.files if not f.protected]
     return sorted(out, key=lambda b: (not b.protected, *layer_key(b.layer)))
+
+
+def _structured_block(s: StructuredChange) -> Block:
+    block = Block(s.layer, f"{s.path} ({s.status})", protected=s.protected)
+    for e in s.entries:
+        if e.kind == "changed":
+            block.code.append(f"~ {e.name}")
+            block.code += _field_lines(e.fields, "    ")
+        else:
+            sign = "+" if e.kind == "added" else "-"
+            block.code.append(f"{sign} {e.name}")
+            shown = {k: v for k, v in (e.entry or {}).items() if k != "name"}
+            block.code += _field_lines(field_changes({}, shown) if e.kind == "added"
+                                       else field_changes(shown, {}), "    ")
+    block.code += _field_lines(s.fields)
+    return block
+
+
+def _skill_block(s: SkillChange) -> Block:
+    title = {"renamed": f"skill {s.old_name} -> {s.name} (renamed, {round((s.similarity or 0) * 100)}% similar)"}.get(
+        s.status, f"skill {s.name} ({s.status})")
+    block = Block("skills", title)
+    if s.description and s.status in ("added", "changed"):
+        block.lines.append(f"description: {_value(s.description, 200)}")
+    if s.error:
+        block.lines.append(f"SKILL.md does not parse: {s.error}")
+    if s.fields:
+        block.code += ["  front matter:"] + _field_lines(s.fields, "    ")
+    if s.body_diff:
+        block.code += ["  body:"] + _hunks(s.body_diff)
+    for f in s.files:
+        rel = f.path.split("/", 2)[-1]
+        note = f" ({f.note})" if f.note else ""
+        block.code.append(f"  {rel}: {f.status}{note}")
+        block.code += _hunks(f.diff)
+    return block
+
+
+def _memory_block(m: MemoryChange) -> Block:
+    summary = f"+{len(m.added)} -{len(m.removed)} ~{len(m.changed)} records"
+    block = Block("memory", f"{m.path} ({m.status}, {summary})")
+    if m.note:
+        block.lines.append(m.note)
+    for bad in m.invalid[:20]:
+        block.lines.append(f"{'old' if bad['side'] == 'a' else 'new'} line {bad['line']}: {bad['error']}")
+    block.code = _records("added", m.added) + _records("removed", m.removed) + _records("changed", m.changed)
+    return block
 
 
 _SINGULAR = {"files": "file", "lines": "line", "records": "record", "entries": "entry", "fields": "field"}

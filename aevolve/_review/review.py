@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
+from aevolve._git.notes import read_gate_report
+from aevolve._git.repo import Repo
+from aevolve._propose.rationale import Rationale, parse
 from aevolve._review.diff import SemanticDiff, semantic_diff
 from aevolve._review.render import FOLD_LINES, render_markdown
-from aevolve._git.notes import read_gate_report
-from aevolve._propose.rationale import Rationale, parse
-from aevolve._git.repo import Repo
 from aevolve._trust.secrets import redact, redact_obj, secret_values
+
+_MARKS: dict[bool | None, str] = {True: "✅", False: "❌"}  # an observation's success
 
 SHORT = 240  # characters kept of an observation's task, output or feedback
 
@@ -73,7 +76,7 @@ def short(value, limit: int = SHORT) -> str:
 def build_review(repo: Repo, branch: str, base: str = "main") -> Review:
     tip = repo.resolve(branch)
     base_commit = repo.resolve(base)
-    merge_base = repo.git.merge_base(tip.id, base_commit.id)
+    merge_base = repo.merge_base(str(tip.id), str(base_commit.id))
     message = tip.message
     result = Review(
         branch=branch, base=base, commit=str(tip.id), base_commit=str(base_commit.id),
@@ -90,10 +93,10 @@ def build_review(repo: Repo, branch: str, base: str = "main") -> Review:
 
 def _key_variables(repo: Repo, commit) -> tuple[str, ...]:
     """The API-key variable aevolve.yaml names at `commit` (the default when it names none)."""
+    import yaml
+
     from aevolve import _config as config_mod
     from aevolve._state.model import CONFIG_FILE
-
-    import yaml
 
     try:
         raw = yaml.safe_load(commit.tree[CONFIG_FILE].data)
@@ -109,13 +112,8 @@ def review(repo: Repo, branch: str, base: str = "main") -> str:
 
 
 def _commits(repo: Repo, tip, merge_base) -> list[dict]:
-    import pygit2
-
-    walker = repo.git.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL)
-    if merge_base is not None:
-        walker.hide(merge_base)
     out = []
-    for commit in walker:
+    for commit in repo.commits(str(tip.id), hide=merge_base):
         out.append({"commit": str(commit.id), "subject": commit.message.splitlines()[0] if commit.message else ""})
         if len(out) >= 50:
             break
@@ -156,7 +154,7 @@ def gate_summary(repo: Repo, commit: str, main_commit: str) -> dict:
     cases = report.get("cases") or []
     summary = report.get("summary") or {}
     baseline = report.get("baseline")
-    out = {
+    out: dict[str, Any] = {
         "status": "current" if baseline == main_commit else "stale",
         "decision": report.get("decision"),
         "baseline": baseline,
@@ -248,7 +246,7 @@ def _evidence_md(r: Review) -> list[str]:
             lines.append(f"- `{e['id']}` — _not found in refs/aevolve/observations_ "
                          "(fetch it: `git fetch origin 'refs/aevolve/*:refs/aevolve/*'`)")
             continue
-        mark = {True: "✅", False: "❌"}.get(e.get("success"), "•")
+        mark = _MARKS.get(e.get("success"), "•")
         score = f" (score {e['score']})" if e.get("score") is not None else ""
         line = f"- {mark} `{e['id']}`{score} **task:** {e['task']}"
         if e.get("feedback"):
@@ -288,7 +286,8 @@ def _gate_md(r: Review) -> list[str]:
                  for c in g["improvements"]]
         out += [f"#### Improvements ({len(lines)})", ""] + _fold(f"{len(lines)} improvements", lines) + [""]
     if g["errors"]:
-        lines = [f"- `{e.get('case', '?')}` [{e.get('side', '?')}]: {short(e.get('error', ''), 160)}" for e in g["errors"]]
+        lines = [f"- `{e.get('case', '?')}` [{e.get('side', '?')}]: {short(e.get('error', ''), 160)}"
+                 for e in g["errors"]]
         out += [f"#### Runner errors ({len(lines)})", ""] + _fold(f"{len(lines)} errors", lines) + [""]
     out += [f"{g['unchanged']} case{'s' if g['unchanged'] != 1 else ''} unchanged.", ""]
     return out

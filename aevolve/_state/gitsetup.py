@@ -55,22 +55,17 @@ def textconv_jsonl(data: bytes) -> str:
     `git diff` then shows a changed record as one changed line and ignores
     reordering; lines that are not JSON objects are kept, after the records.
     """
-    from aevolve._state.model import record_key
+    from aevolve._state.jsonl import lines, record_key
 
     records, other = [], []
-    for line in data.decode("utf-8", "replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
+    for line in lines(data.decode("utf-8", "replace")):
+        value = line.record
+        if value is not None:
             ordered = {"id": value["id"]} if "id" in value else {}
             ordered.update({k: value[k] for k in sorted(value) if k != "id"})
             records.append((record_key(value), json.dumps(ordered, ensure_ascii=False, sort_keys=False)))
         else:
-            other.append(line.rstrip())
+            other.append(line.raw.rstrip())
     records.sort(key=lambda r: r[0])
     return "".join(text + "\n" for _, text in records) + "".join(line + "\n" for line in other)
 
@@ -111,18 +106,26 @@ class SetupReport:
 
 
 def _local_config(repo: Repo) -> dict[str, list[str]]:
-    proc = repo.run_git(["config", "--local", "--null", "--list"], check=False)
-    out: dict[str, list[str]] = {}
-    for item in proc.stdout.split("\0"):
-        if item:
-            key, _, value = item.partition("\n")
-            out.setdefault(key.lower(), []).append(value)
-    return out
+    return repo.config_list(local=True)
 
 
 def remotes(repo: Repo) -> list[str]:
-    proc = repo.run_git(["remote"], check=False)
-    return [r for r in proc.stdout.split() if r]
+    return repo.remotes()
+
+
+def configured(repo: Repo) -> tuple[dict[str, str | None], dict[str, dict]]:
+    """What `setup` would configure, as it stands: each driver key's value, and per
+    remote whether every aevolve refspec is there (and which are missing)."""
+    config = _local_config(repo)
+    drivers: dict[str, str | None] = {key: (config.get(key.lower()) or [""])[-1] or None for key in driver_config()}
+    refspecs: dict[str, dict] = {}
+    for remote in remotes(repo):
+        have = {f"{kind} {spec}" for kind in ("fetch", "push")
+                for spec in config.get(f"remote.{remote}.{kind}".lower(), [])}
+        wanted = [f"{k} {s}" for k, specs in remote_refspecs(remote).items() for s in specs if s != "HEAD"]
+        refspecs[remote] = {"configured": all(w in have for w in wanted),
+                            "missing": [w for w in wanted if w not in have]}
+    return drivers, refspecs
 
 
 def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs: bool = True) -> SetupReport:
@@ -139,7 +142,7 @@ def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs
         for key, value in driver_config().items():
             # keys are case-insensitive in section and name; the driver name is lower-case already
             if config.get(key.lower()) != [value]:
-                repo.run_git(["config", "--local", "--replace-all", key, value])
+                repo.set_config(key, value)
                 report.config.append(f"{key} = {value}")
     if refspecs:
         for remote in remotes(repo):
@@ -150,7 +153,7 @@ def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs
                     if spec == "HEAD" and have:
                         continue  # the user already chose what `git push` pushes
                     if spec not in have:
-                        repo.run_git(["config", "--local", "--add", key, spec])
+                        repo.set_config(key, spec, add=True)
                         have = [*have, spec]
                         report.config.append(f"{key} = {spec}")
     return report

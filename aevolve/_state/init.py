@@ -7,12 +7,11 @@ run finds nothing to add and changes nothing.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aevolve import _config as config_mod
-from aevolve._git.repo import MAIN, Repo
+from aevolve._git.repo import MAIN, Repo, run_git
 from aevolve._state.model import CONFIG_FILE, MANIFEST_FILE
 
 LAYOUT = ("prompts", "skills", "tools", "memory", "evals")
@@ -52,7 +51,7 @@ def init_repo(path: str | Path = ".") -> InitResult:
     root.mkdir(parents=True, exist_ok=True)
     result = InitResult(path=root)
     if not (root / ".git").exists():
-        subprocess.run(["git", "init", "-q", "--initial-branch=main", str(root)], check=True, capture_output=True)
+        run_git(["init", "-q", "--initial-branch=main", str(root)])
         result.created_repo = True
     repo = Repo.open(root)
 
@@ -77,31 +76,32 @@ def init_repo(path: str | Path = ".") -> InitResult:
 
 def _commit_adoption(repo: Repo, added: list[str]) -> str | None:
     """The first commit on main (everything), or a commit of what init added."""
-    index = repo.git.index
+    root = repo.workdir
+    assert root is not None  # init adopts a folder: never a bare repository
+    index = repo.index()
     main = repo.ref_target(MAIN)
     if main is None:
-        if repo.git.head_is_unborn:
-            repo.git.set_head(MAIN)  # also turns an unborn `master` into `main`
+        if repo.head_is_unborn:  # also turns an unborn `master` into `main`
+            repo.set_head(MAIN)
         index.add_all()
         index.write()
         tree = index.write_tree()
         parents = []
         message = "aevolve: adopt agent state\n"
-        if not repo.git.head_is_unborn:  # an existing history on another branch
-            head = repo.git.head.target
+        if not repo.head_is_unborn:  # an existing history on another branch
+            head = str(repo.resolve("HEAD").id)
             parents = [head]
-            tree = repo.build_tree(repo.git[head].tree, {p: (repo.workdir / p).read_bytes() for p in added})
+            tree = repo.build_tree(repo.tree(head), {p: (root / p).read_bytes() for p in added})
             message = "aevolve: init\n"
         commit = repo.commit(tree, parents, message)
         repo.create_ref(MAIN, commit)
         return str(commit)
     if not added:
         return None
-    base = repo.git[main]
-    tree = repo.build_tree(base.tree, {p: (repo.workdir / p).read_bytes() for p in added})
+    tree = repo.build_tree(repo.tree(main), {p: (root / p).read_bytes() for p in added})
     commit = repo.commit(tree, [main], "aevolve: init\n")
     repo.update_ref(MAIN, commit, main)
-    if not repo.git.head_is_detached and repo.git.head.name == MAIN:
+    if repo.head_branch() == MAIN and not repo.head_is_unborn:
         index.read()
         for p in added:
             index.add(p)

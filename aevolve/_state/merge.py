@@ -2,7 +2,7 @@
 
 A line-based merge of two evolvers that each appended a memory record at the
 end of the same file "conflicts"; a record-based merge sees two additions and
-keeps both. Records are matched by `aevolve._state.model.record_key` (their id, else
+keeps both. Records are matched by `aevolve._state.jsonl.record_key` (their id, else
 their content's hash). The same function serves the git merge driver
 (`aevolve merge-jsonl %O %A %B %P`) and `rebase_onto`, which replays a
 candidate's changes onto a `main` that moved while it was being gated.
@@ -11,12 +11,11 @@ candidate's changes onto a `main` that moved while it was being gated.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 
 from aevolve._errors import MergeConflict
-from aevolve._state.model import record_key
+from aevolve._state.jsonl import lines, record_key
 
 REBASED_TRAILER = "Aevolve-Rebased-From"
 
@@ -42,21 +41,16 @@ def _parse(text: str) -> dict[tuple[str, int], _Line]:
     """Records in file order, keyed by (record key, occurrence) so duplicates stay apart."""
     out: dict[tuple[str, int], _Line] = {}
     seen: dict[str, int] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue  # blank lines carry nothing (A-Evolve writes blank-only files)
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            key = record_key(value)
+    for line in lines(text):
+        value: object = line.record
+        if line.record is not None:
+            key = record_key(line.record)
         else:  # not a record: merged as an opaque line, matched by its exact text
-            value = line.strip()
+            value = line.raw.strip()
             key = "line:" + hashlib.sha256(value.encode()).hexdigest()[:16]
         n = seen.get(key, 0)
         seen[key] = n + 1
-        out[(key, n)] = _Line(key, value, line.rstrip("\r"))
+        out[(key, n)] = _Line(key, value, line.raw)
     return out
 
 
@@ -79,46 +73,52 @@ def merge_jsonl(base: str, ours: str, theirs: str, path: str = "<jsonl>") -> Jso
     if ours == base:
         return JsonlMerge(theirs)
     b, o, t = _parse(base), _parse(ours), _parse(theirs)
-    lines: list[str] = []
-    conflicts: list[str] = []
-
-    def conflict(key, ours_line: _Line | None, theirs_line: _Line | None, what: str) -> None:
-        conflicts.append(f"{path}: record {_label(key)} {what}")
-        lines.append("<<<<<<< ours")
-        if ours_line is not None:
-            lines.append(ours_line.raw)
-        lines.append("=======")
-        if theirs_line is not None:
-            lines.append(theirs_line.raw)
-        lines.append(">>>>>>> theirs")
-
+    out = _Merged(path)
     for key, mine in o.items():
-        old, other = b.get(key), t.get(key)
-        if old is None:  # added on our side
-            if other is None or other.value == mine.value:
-                lines.append(mine.raw)
-            else:
-                conflict(key, mine, other, "added on both sides with different content")
-        elif other is None:  # deleted on their side
-            if mine.value != old.value:
-                conflict(key, mine, None, "edited on one side and deleted on the other")
-        elif mine.value == old.value and other.value != old.value:
-            lines.append(other.raw)  # their edit
-        elif other.value == old.value or other.value == mine.value:
-            lines.append(mine.raw)  # unchanged, our edit, or the same edit on both sides
-        else:
-            conflict(key, mine, other, "edited on both sides differently")
+        _merge_ours(out, key, b.get(key), mine, t.get(key))
     for key, other in t.items():
-        if key in o:
-            continue
-        old = b.get(key)
-        if old is None:
-            lines.append(other.raw)  # new on their side
-        elif other.value != old.value:
-            conflict(key, None, other, "deleted on one side and edited on the other")
-        # else: deleted on our side and untouched on theirs -> stays deleted
-    text = "".join(line + "\n" for line in lines)
-    return JsonlMerge(text, conflicts)
+        if key not in o:
+            _merge_theirs_only(out, key, b.get(key), other)
+    return JsonlMerge("".join(line + "\n" for line in out.lines), out.conflicts)
+
+
+@dataclass
+class _Merged:
+    path: str
+    lines: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    def conflict(self, key, ours: _Line | None, theirs: _Line | None, what: str) -> None:
+        self.conflicts.append(f"{self.path}: record {_label(key)} {what}")
+        self.lines += ["<<<<<<< ours", *([ours.raw] if ours else []), "=======",
+                       *([theirs.raw] if theirs else []), ">>>>>>> theirs"]
+
+
+def _merge_ours(out: _Merged, key, old: _Line | None, mine: _Line, other: _Line | None) -> None:
+    """A record our side has, in our order."""
+    if old is None:  # added on our side
+        if other is None or other.value == mine.value:
+            out.lines.append(mine.raw)
+        else:
+            out.conflict(key, mine, other, "added on both sides with different content")
+    elif other is None:  # deleted on their side
+        if mine.value != old.value:
+            out.conflict(key, mine, None, "edited on one side and deleted on the other")
+    elif mine.value == old.value and other.value != old.value:
+        out.lines.append(other.raw)  # their edit
+    elif other.value in (old.value, mine.value):
+        out.lines.append(mine.raw)  # unchanged, our edit, or the same edit on both sides
+    else:
+        out.conflict(key, mine, other, "edited on both sides differently")
+
+
+def _merge_theirs_only(out: _Merged, key, old: _Line | None, other: _Line) -> None:
+    """A record only their side has: new there, or one we deleted."""
+    if old is None:
+        out.lines.append(other.raw)  # new on their side
+    elif other.value != old.value:
+        out.conflict(key, None, other, "deleted on one side and edited on the other")
+    # else: deleted on our side and untouched on theirs -> stays deleted
 
 
 # -- trees ------------------------------------------------------------------------
@@ -218,11 +218,5 @@ def rebase_onto(repo, candidate_commit: str, old_base: str, new_base: str) -> st
     base_commit = repo.resolve(str(old_base))
     onto = repo.resolve(str(new_base))
     merged = merge_trees(repo, base_commit.tree, onto.tree, cand.tree)
-    import pygit2
-
     message = add_trailer(cand.message, REBASED_TRAILER, str(cand.id))
-    oid = repo.git.create_commit(
-        None, cand.author, repo.signature(), message,
-        pygit2.Oid(hex=merged.tree), [onto.id],
-    )
-    return str(oid)
+    return str(repo.commit(merged.tree, [str(onto.id)], message, author=cand.author))

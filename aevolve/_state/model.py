@@ -8,12 +8,10 @@ here turn the A-Evolve file formats into data and say where they break.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
-import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import yaml
 from aevolve import _config as config_mod
 from aevolve._errors import FileError
 from aevolve._git.repo import BLOB, BLOB_EXECUTABLE, LINK, Repo, TreeFile
+from aevolve._state.jsonl import read_jsonl
 
 CONFIG_FILE = "aevolve.yaml"
 MANIFEST_FILE = "manifest.yaml"
@@ -32,7 +31,10 @@ SKILL_FILE = "SKILL.md"
 # -- parsing ----------------------------------------------------------------------
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C loader when built with it
+
+
+class _Loader(_SafeLoader):
     """Safe YAML that keeps timestamps as strings: JSON Schema sees what was written."""
 
 
@@ -117,7 +119,8 @@ def parse_skill(text: str, path: str) -> SkillDoc:
     if not match:
         if re.match(r"\A---[ \t]*\r?\n", text):
             raise FileError(path, "front matter is not closed: expected a line '---' after the name and description", 1)
-        raise FileError(path, "no YAML front matter: a SKILL.md starts with '---', the name and description, and '---'", 1)
+        raise FileError(path, "no YAML front matter: a SKILL.md starts with '---', the name and description, "
+                              "and '---'", 1)
     meta = load_yaml(match.group(1), path, line_offset=1)
     if not isinstance(meta, dict):
         raise FileError(path, "front matter must be a mapping of keys to values", 2)
@@ -129,63 +132,18 @@ def render_skill(meta: dict, body: str) -> str:
     return f"---\n{head}---\n{body if body.startswith(chr(10)) else chr(10) + body}"
 
 
-def iter_jsonl(text: str) -> Iterator[tuple[int, object]]:
-    """(line number, decoded value or the JSONDecodeError) for each non-blank line."""
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue  # A-Evolve writes empty and blank-line-only files
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, exc
-
-
-def read_jsonl(text: str, path: str) -> list[tuple[int, dict]]:
-    """Every record of a JSONL file; the first broken line raises FileError."""
-    out = []
-    for number, value in iter_jsonl(text):
-        if isinstance(value, json.JSONDecodeError):
-            raise FileError(path, f"broken JSON: {value.msg} (column {value.colno})", number)
-        if not isinstance(value, dict):
-            raise FileError(path, "each line must be a JSON object", number)
-        out.append((number, value))
-    return out
-
-
-def record_key(record: dict) -> str:
-    """How memory records are matched: by id, else by their content's hash."""
-    if isinstance(record.get("id"), str) and record["id"]:
-        return record["id"]
-    import hashlib
-
-    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def dump_jsonl_record(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
-
-
 def glob_match(path: str, pattern: str) -> bool:
-    """fnmatch with `**` spanning folders (`evals/**/*.yaml` also matches evals/a.yaml)."""
-    return _glob_regex(pattern)(path) is not None
+    """git's wildmatch, as in `.gitignore`: `evals/**/*.yaml` also matches
+    evals/a.yaml, `*` stays inside one folder, a bare name matches at any depth."""
+    return _glob_spec(pattern).match_file(path)
 
 
 @functools.lru_cache(maxsize=64)
-def _glob_regex(pattern: str):
-    """One compiled regex per pattern: matching 10,000 paths must not recompile it."""
-    alternatives = []
-    variants = [pattern]
-    while "**/" in variants[-1]:  # each `**/` may also match no folder at all
-        variants.append(variants[-1].replace("**/", "", 1))
-    for variant in variants:
-        alternatives.append(
-            re.escape(variant).replace(r"\*\*", "\0").replace(r"\*", "[^/]*")
-            .replace(r"\?", "[^/]").replace("\0", ".*")
-        )
-    if "/" not in pattern:  # a bare name pattern also matches like fnmatch (`*` spans folders)
-        alternatives.append(fnmatch.translate(pattern).removesuffix(r"\Z").removeprefix("(?s:").removesuffix(")"))
-    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.S).fullmatch
+def _glob_spec(pattern: str):
+    """One compiled spec per pattern: matching 10,000 paths must not recompile it."""
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines([pattern])
 
 
 # -- the state --------------------------------------------------------------------
@@ -202,7 +160,8 @@ def layer_of(path: str) -> str:
 class State:
     """The files of an agent's state, from any source, read lazily."""
 
-    def __init__(self, files: dict[str, TreeFile], read: Callable[[TreeFile], bytes], origin: str, tree_id: str | None = None):
+    def __init__(self, files: dict[str, TreeFile], read: Callable[[TreeFile], bytes], origin: str,
+                 tree_id: str | None = None):
         self.files = files
         self._read = read
         self.origin = origin
@@ -218,7 +177,7 @@ class State:
 
     @classmethod
     def from_index(cls, repo: Repo) -> State:
-        return cls(_index_files(repo), lambda f: repo.blob(f.oid), "the index")
+        return cls(repo.index_files(), lambda f: repo.blob(f.oid), "the index")
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, repo: Repo | None = None) -> State:
@@ -246,16 +205,15 @@ class State:
         # what differs from the index: git's own status (threaded stat, ~2x faster than
         # libgit2's here), run beside `ls-files`; --no-optional-locks: never rewrite
         # the user's index
-        status = _start_git(repo, ["--no-optional-locks", "status", "--porcelain=v1", "-z",
-                                   "--untracked-files=all", "--no-renames", "--ignore-submodules=all"])
-        files = _index_files(repo)
+        status = repo.start_status()
+        files = repo.index_files()
         out, err = status.communicate()
         if status.returncode != 0:
             from aevolve._errors import GitCommandFailed
 
             raise GitCommandFailed(f"git status failed: {err.decode(errors='replace').strip()}")
         for record in out.split(b"\0"):
-            if len(record) < 4 or record[1:2] == b" " and record[:1] != b"?":
+            if len(record) < 4 or (record[1:2] == b" " and record[:1] != b"?"):
                 continue  # staged only: the worktree file equals the index entry
             path = record[3:].decode("utf-8", "surrogateescape")
             full = root / path
@@ -329,31 +287,6 @@ class State:
         if not isinstance(pattern, str) or not pattern:
             pattern = config_mod.DEFAULTS["gate"]["cases"]  # the bad value is a validation error
         return sorted(p for p in self.files if glob_match(p, pattern))
-
-
-def _start_git(repo: Repo, args: list[str]):
-    import subprocess
-
-    return subprocess.Popen(["git", "--git-dir", str(repo.git_dir), *args], cwd=str(repo.workdir or repo.git_dir),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _index_files(repo: Repo) -> dict[str, TreeFile]:
-    """The index's files. One `git ls-files -s` is ~3x faster than iterating
-    pygit2's index on a 10,000-file state (one Python object per entry there)."""
-    out = repo.run_git(["ls-files", "--stage", "-z"], input=b"").stdout
-    files: dict[str, TreeFile] = {}
-    for record in out.split(b"\0"):
-        if not record:
-            continue
-        meta, _, raw = record.partition(b"\t")
-        mode, oid, stage = meta.split(b" ")
-        if mode == b"160000":
-            continue  # submodules are not part of an agent's state
-        path = raw.decode("utf-8", "surrogateescape")
-        if stage == b"0" or path not in files:  # a conflict: keep one side, the path exists
-            files[path] = TreeFile(path, oid.decode(), int(mode, 8))
-    return files
 
 
 def blob_id(data: bytes) -> str:

@@ -15,12 +15,13 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from aevolve._state import schemas
 from aevolve._errors import InvalidInput, RefMoved, UsageError
 from aevolve._git.repo import OBSERVATIONS_REF, Repo
+from aevolve._state import schemas
+from aevolve._state.jsonl import lines, problem, read_jsonl
 
 BATCH_DIR = "batches"
 
@@ -66,22 +67,16 @@ def parse_source(name: str, data: bytes) -> list[dict]:
         line = data[: exc.start].count(b"\n") + 1
         raise InvalidInput(f"{name}:{line}: not valid UTF-8; nothing of {name} was ingested") from None
     records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    for entry in lines(text):
+        why = problem(entry)
+        if why or entry.record is None:
+            problems.append(f"{name}:{entry.number}: {why}")
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{name}:{number}: broken JSON: {exc.msg} (column {exc.colno})")
-            continue
-        if not isinstance(value, dict):
-            problems.append(f"{name}:{number}: each line must be a JSON object")
-            continue
-        errs = schemas.errors("observation", value)
+        errs = schemas.errors("observation", entry.record)
         for issue in errs:
-            problems.append(f"{name}:{number}: {issue.pointer or '/'}: {issue.message}")
+            problems.append(f"{name}:{entry.number}: {issue.pointer or '/'}: {issue.message}")
         if not errs:
-            records.append(value)
+            records.append(entry.record)
     if problems:
         shown = "\n".join(f"  {p}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -100,16 +95,15 @@ def _batches(repo: Repo, commit: str | None) -> list[tuple[str, list[dict]]]:
     """(batch name, records) of every batch at `commit`, in name order."""
     if commit is None:
         return []
-    tree = repo.git[commit].tree
+    tree = repo.tree(commit)
     if BATCH_DIR not in tree:
         return []
     out = []
-    for entry in sorted(repo.git[tree[BATCH_DIR].id], key=lambda e: e.name):
-        oid = str(entry.id)
-        if oid not in _BATCH_CACHE:
-            text = repo.blob(oid).decode("utf-8")
-            _BATCH_CACHE[oid] = [json.loads(line) for line in text.splitlines() if line.strip()]
-        out.append((entry.name, _BATCH_CACHE[oid]))
+    for batch in sorted(repo.walk(repo.tree(tree[BATCH_DIR].id)), key=lambda f: f.path):
+        if batch.oid not in _BATCH_CACHE:
+            text = repo.blob(batch.oid).decode("utf-8")
+            _BATCH_CACHE[batch.oid] = [r for _, r in read_jsonl(text, f"{BATCH_DIR}/{batch.path}")]
+        out.append((batch.path, _BATCH_CACHE[batch.oid]))
     return out
 
 
@@ -147,8 +141,8 @@ def observe(repo: Repo | str | Path, sources: list, *, attempts: int = 200) -> O
             return result
         body = "".join(canonical(r) + "\n" for r in fresh.values()).encode()
         digest = hashlib.sha256(body).hexdigest()[:12]
-        name = f"{BATCH_DIR}/{datetime.now(timezone.utc):%Y%m%d}-{digest}.jsonl"
-        base_tree = repo.git[old].tree if old else None
+        name = f"{BATCH_DIR}/{datetime.now(UTC):%Y%m%d}-{digest}.jsonl"
+        base_tree = repo.tree(old) if old else None
         tree = repo.build_tree(base_tree, {name: body})
         message = f"aevolve: observe {len(fresh)} observation(s)\n\nAevolve-Observations: {len(fresh)}\n"
         new = repo.commit(tree, [old] if old else [], message)
@@ -172,7 +166,7 @@ def parse_when(value: str) -> datetime:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise UsageError(f"{value!r} is not a date (YYYY-MM-DD) or an RFC 3339 date-time") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def load_observations(repo: Repo | str | Path, *, ids=None, failed: bool | None = None, since=None) -> list[dict]:

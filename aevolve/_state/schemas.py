@@ -11,6 +11,10 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    import re
 
 NAMES = (
     "aevolve-config",
@@ -86,14 +90,18 @@ def _quick_memory_entry(value) -> list[SchemaIssue] | None:
     return []
 
 
+# a string property's (minLength, maxLength, pattern); "str-map" for a map of strings; None: ask jsonschema
+_Rule: TypeAlias = "tuple[int, int | None, re.Pattern[str] | None] | str | None"
+
+
 @functools.cache
-def _flat_rules(name: str) -> tuple[dict, frozenset]:
+def _flat_rules(name: str) -> tuple[dict[str, _Rule], frozenset]:
     """(string property -> (minLength, maxLength, compiled pattern)), required) from the
     schema file itself, so the fast path can never drift from the schema."""
     import re
 
     spec = schema(name)
-    rules = {}
+    rules: dict[str, _Rule] = {}
     for key, prop in spec["properties"].items():
         if prop.get("type") == "string":
             pattern = prop.get("pattern")
@@ -114,11 +122,13 @@ def _quick_skill_frontmatter(value) -> list[SchemaIssue] | None:
         if not isinstance(key, str):
             return None
         if key not in rules:
-            warnings.append(SchemaIssue(pointer([key]), f"unknown key {key!r} (kept; not part of the schema)", "warning"))
+            warnings.append(SchemaIssue(pointer([key]), f"unknown key {key!r} (kept; not part of the schema)",
+                                        "warning"))
             continue
         rule = rules[key]
-        if rule == "str-map":
-            if not isinstance(item, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in item.items()):
+        if isinstance(rule, str):  # "str-map"
+            if not isinstance(item, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in item.items()):
                 return None
             continue
         if rule is None or not isinstance(item, str):

@@ -28,16 +28,16 @@ def status(repo: Repo) -> Status:
 
     main = repo.ref_target(MAIN)
     info = Status(repo=str(repo.workdir or repo.git_dir), main=main,
-                  main_subject=repo.git[main].message.splitlines()[0] if main else None)
-    main_tree = repo.git[main].tree if main else None
+                  main_subject=repo.subject(main, 1000) if main else None)
+    main_tree = repo.resolve(main).tree if main else None
     prefix = "refs/heads/evolve/"
     for name, target in sorted(repo.refs(prefix).items()):
-        merged = main is not None and (target == main or repo.git.descendant_of(main, target))
+        merged = main is not None and repo.is_ancestor(target, main)
         if not merged:
             info.branches.append({"branch": name[len("refs/heads/"):], "commit": target,
-                                  "subject": repo.git[target].message.splitlines()[0]})
+                                  "subject": repo.subject(target, 1000)})
     state = State.from_folder(repo.workdir, repo) if repo.workdir else (State.from_tree(repo, main) if main else None)
-    if repo.workdir is not None:
+    if repo.workdir is not None and state is not None:
         old = {f.path: f.oid for f in repo.list_files(main_tree)} if main_tree is not None else {}
         new = {p: f.oid for p, f in state.files.items()}
         info.worktree_changes = sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))

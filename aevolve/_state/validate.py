@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from aevolve._errors import UsageError
 from aevolve._git.repo import MAIN, Repo
 from aevolve._state import schemas
+from aevolve._state.jsonl import iter_jsonl
 from aevolve._state.model import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -22,7 +23,6 @@ from aevolve._state.model import (
     FileError,
     State,
     decode,
-    iter_jsonl,
     load_yaml,
     parse_skill,
     yaml_line,
@@ -31,6 +31,7 @@ from aevolve._state.model import (
 ERROR, WARNING = "error", "warning"
 LINK = 0o120000
 STATE_FOLDERS = ("prompts", "skills", "tools", "memory", "evals")
+_SCHEMA_OF_KIND = {"config": "aevolve-config", "manifest": "manifest", "tools": "tool-registry"}
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,10 @@ def check_file(kind: str, path: str, data: bytes) -> list[Problem]:
             return _check_jsonl(path, text)
         if kind == "skill":
             return _check_skill(path, text)
-        schema = {"config": "aevolve-config", "manifest": "manifest", "tools": "tool-registry"}.get(kind)
         value = load_yaml(text, path)
         if kind == "cases":
             return _check_cases(path, text, value)
+        schema = _SCHEMA_OF_KIND[kind]
         if value is None:
             return [Problem(path, f"empty file: expected a {schema} document", line=1)]
         return _schema_problems(schema, value, path, text)
@@ -155,10 +156,11 @@ def _check_jsonl(path: str, text: str) -> list[Problem]:
             for issue in issues:
                 problems.append(Problem(path, issue.message, issue.severity, number, issue.pointer))
             continue
-        rid = value.get("id")
+        rid = value.get("id") if isinstance(value, dict) else None  # the schema made it an object
         if isinstance(rid, str):
             if rid in seen:
-                problems.append(Problem(path, f"duplicate id {rid!r} (first on line {seen[rid]})", line=number, pointer="/id"))
+                problems.append(Problem(path, f"duplicate id {rid!r} (first on line {seen[rid]})",
+                                        line=number, pointer="/id"))
             else:
                 seen[rid] = number
     return problems
@@ -181,7 +183,8 @@ def _check_cases(path: str, text: str, value) -> list[Problem]:
         cid = case.get("id") if isinstance(case, dict) else None
         if isinstance(cid, str):
             if cid in seen:
-                problems.append(Problem(path, f"duplicate case id {cid!r}", line=yaml_line(text, f"{base}/{i}"), pointer=f"{base}/{i}/id"))
+                problems.append(Problem(path, f"duplicate case id {cid!r}", line=yaml_line(text, f"{base}/{i}"),
+                                        pointer=f"{base}/{i}/id"))
             seen[cid] = i
     return problems
 
@@ -270,7 +273,8 @@ def validate_state(state: State, repo: Repo | None = None, use_cache: bool = Tru
             if entry.mode == LINK and (kind is not None or path.split("/", 1)[0] in STATE_FOLDERS):
                 # git stores only the link's target path; the state would live outside the repo
                 report.files_checked += 1
-                report.problems.append(Problem(path, "symbolic link where a state file belongs (store the file itself)"))
+                report.problems.append(
+                    Problem(path, "symbolic link where a state file belongs (store the file itself)"))
                 continue
             if kind is None:
                 continue
@@ -301,7 +305,9 @@ def _check_layout(state: State) -> list[Problem]:
             layers = state.manifest().get("evolvable_layers") or []
             for layer in layers if isinstance(layers, list) else []:
                 if layer in ("evals",):
-                    problems.append(Problem(MANIFEST_FILE, f"layer {layer!r} can never be evolvable: it is the regression suite", ERROR, None, "/evolvable_layers"))
+                    problems.append(Problem(MANIFEST_FILE,
+                                            f"layer {layer!r} can never be evolvable: it is the regression suite",
+                                            ERROR, None, "/evolvable_layers"))
         except FileError:
             pass  # reported by the file check
     for name, skill_path in state.skills().items():

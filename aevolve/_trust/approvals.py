@@ -11,12 +11,11 @@ refspecs `aevolve init` configures.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from aevolve._errors import RefMoved, SigningError
+from aevolve._errors import SigningError
 from aevolve._git.repo import APPROVALS_REF
 from aevolve._trust.signing import NAMESPACE_APPROVAL, canonical, sign, signing_key, verify
 
@@ -55,7 +54,7 @@ class Approval:
         """Raises ValueError for anything that is not a complete approval."""
         if not isinstance(data, dict):
             raise ValueError("an approval must be a JSON object")
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             value = data.get(f.name)
             wanted = dict if f.name == "signature" else str
@@ -90,36 +89,22 @@ def approve(repo: Repo, rev: str, message: str = "") -> Approval:
     target = repo.resolve(rev)
     commit, tree = str(target.id), str(target.tree_id)
     signature = sign(key, approval_payload(commit, tree, message), NAMESPACE_APPROVAL)
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     approval = Approval(commit, tree, message, key.identity, signature["key"], created, signature)
     _store(repo, approval)
     return approval
 
 
-def _note_at(repo: Repo, notes_commit: str, commit: str) -> bytes | None:
-    tree = repo.git[notes_commit].tree
-    return repo.read(tree, commit) or repo.read(tree, f"{commit[:2]}/{commit[2:]}")
+def _store(repo: Repo, approval: Approval) -> None:
+    """Add `approval` to its commit's note, replacing an earlier one by the same key;
+    an approval that lands meanwhile is kept (the edit reruns on a lost race)."""
 
-
-def _store(repo: Repo, approval: Approval, attempts: int = 50) -> None:
-    """Add `approval` to its commit's note, replacing an earlier one by the same key.
-
-    The read-modify-write happens inside the compare-and-swap loop: rewriting a
-    note read before a concurrent approval landed would silently drop that one.
-    """
-    for attempt in range(attempts):
-        old = repo.ref_target(APPROVALS_REF)
-        current = parse_approvals(_note_at(repo, old, approval.commit)) if old else []
-        kept = [item for item in current if item.get("key") != approval.key]
+    def add(current: bytes | None) -> bytes:
+        kept = [item for item in parse_approvals(current) if item.get("key") != approval.key]
         doc = {"approvals": [*kept, approval.to_dict()]}
-        data = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
-        new = repo.note_commit(approval.commit, data, old)
-        try:
-            repo.update_ref(APPROVALS_REF, new, old)
-            return
-        except RefMoved:
-            time.sleep(min(0.2, 0.005 * (attempt + 1)))
-    raise RefMoved(f"could not record the approval of {approval.commit[:12]}: {APPROVALS_REF} kept moving")
+        return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+
+    repo.update_note(approval.commit, add, APPROVALS_REF)
 
 
 @dataclass
@@ -158,7 +143,7 @@ def count_approvals(approvals: list[dict], commit: str, tree: str, allowed_signe
         if not check.valid:
             result.problems.append(f"approval by {who} does not count: {check.reason}")
             continue
-        if allowed_signers is not None:
+        if check.principal is not None:  # set exactly when checked against allowed_signers
             label, ids = check.principal, {f"principal:{check.principal}", f"key:{check.fingerprint}"}
         else:
             label, ids = f"{check.signer or 'unnamed'} ({check.fingerprint})", {f"key:{check.fingerprint}"}

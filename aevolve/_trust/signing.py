@@ -57,13 +57,7 @@ def _config(repo: Repo) -> dict[str, str]:
     One `git config --list` instead of one process per key; names come back
     with section and key lower-cased.
     """
-    proc = repo.run_git(["config", "--null", "--list"], check=False)
-    values: dict[str, str] = {}
-    for item in proc.stdout.split("\0"):
-        if item:
-            key, _, value = item.partition("\n")
-            values[key.lower()] = value
-    return values
+    return {key: values[-1] for key, values in repo.config_list().items()}
 
 
 def _top(repo: Repo) -> Path:
@@ -82,9 +76,7 @@ def _identity(repo: Repo, config: dict[str, str]) -> str:
     if config.get("user.name"):
         return config["user.name"]
     # neither configured: the identity git itself would commit with (GIT_COMMITTER_*, EMAIL, host)
-    ident = repo.run_git(["var", "GIT_COMMITTER_IDENT"], check=False).stdout
-    match = re.search(r"<([^>]*)>", ident)
-    return match.group(1) if match and match.group(1) else "unknown"
+    return repo.committer_email() or "unknown"
 
 
 def _literal_key_file(repo: Repo, literal: str) -> str:
@@ -225,8 +217,8 @@ def verify(payload: bytes, signature: dict | None, namespace: str,
     ssh-keygen itself cannot run.
     """
     problem = _malformed(signature)
-    if problem:
-        return Verification(False, None, None, None, problem)
+    if problem or not isinstance(signature, dict):  # the second test only narrows the type for mypy
+        return Verification(False, None, None, None, problem or "malformed signature")
     signer = _claimed(signature)
     if signature["namespace"] != namespace:
         return Verification(False, None, None, signer,

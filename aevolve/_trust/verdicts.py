@@ -14,133 +14,20 @@ pre-receive hook the pushed objects sit in a quarantine only `git` sees.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aevolve._git.repo import APPROVALS_REF, NOTES_REF, ZERO, Repo
+from aevolve._git.notes import parse_report
+from aevolve._git.reader import CommitInfo, GitReader
+from aevolve._git.repo import APPROVALS_REF, NOTES_REF, Repo
+
 _PROPOSAL = re.compile(r"^Aevolve-Proposal\s*:", re.IGNORECASE | re.MULTILINE)
 
 
 def is_evolver_commit(message: str) -> bool:
     """Written by an evolver: its message carries an `Aevolve-Proposal` line."""
     return bool(_PROPOSAL.search(message))
-
-
-# -- reading git through the `git` command ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    sha: str
-    tree: str
-    parents: tuple[str, ...]
-    message: str
-
-    @property
-    def subject(self) -> str:
-        lines = self.message.strip().splitlines()
-        return lines[0][:72] if lines else "?"
-
-
-class GitReader:
-    """Reads objects, trees and notes with a few batched `git` calls."""
-
-    def __init__(self, repo: Repo):
-        self.repo = repo
-        self._listing: dict[str, dict[str, str]] = {}
-
-    def cat(self, names: list[str]) -> list[bytes | None]:
-        """Contents of each object name (`sha`, `rev:path`); None where missing."""
-        if not names:
-            return []
-        proc = self.repo.run_git(["cat-file", "--batch"], input=("\n".join(names) + "\n").encode(), check=False)
-        out, pos, results = proc.stdout, 0, []
-        for _ in names:
-            nl = out.find(b"\n", pos)
-            if nl < 0:
-                results.append(None)
-                continue
-            header = out[pos:nl].split()
-            pos = nl + 1
-            if len(header) == 3 and header[2].isdigit():
-                size = int(header[2])
-                results.append(out[pos:pos + size])
-                pos += size + 1
-            else:
-                results.append(None)
-        return results
-
-    def rev(self, name: str) -> str | None:
-        proc = self.repo.run_git(["rev-parse", "-q", "--verify", f"{name}^{{commit}}"], check=False)
-        return proc.stdout.strip() or None
-
-    def ref(self, name: str) -> str | None:
-        proc = self.repo.run_git(["rev-parse", "-q", "--verify", name], check=False)
-        return proc.stdout.strip() or None
-
-    def commit(self, sha: str) -> CommitInfo | None:
-        body = self.cat([sha])[0]
-        if body is None:
-            return None
-        head, _, message = body.partition(b"\n\n")
-        tree, parents = "", []
-        for line in head.splitlines():
-            key, _, value = line.partition(b" ")
-            if key == b"tree":
-                tree = value.decode()
-            elif key == b"parent":
-                parents.append(value.decode())
-        return CommitInfo(sha, tree, tuple(parents), message.decode("utf-8", "replace"))
-
-    def first_parent_chain(self, old: str, new: str) -> list[str] | None:
-        """Commits from just after OLD to NEW, oldest first, linked by first parents;
-        None when OLD is not on NEW's first-parent line."""
-        proc = self.repo.run_git(["rev-list", "--first-parent", "--parents", new, "--not", old], check=False)
-        if proc.returncode != 0:
-            return None
-        rows = [line.split() for line in proc.stdout.splitlines() if line.strip()]
-        expected = new
-        for row in rows:
-            if row[0] != expected or len(row) < 2:
-                return None
-            expected = row[1]
-        return [row[0] for row in reversed(rows)] if expected == old else None
-
-    def files(self, tree: str) -> dict[str, str]:
-        """path -> blob id of every file of a tree (cached per tree)."""
-        if tree not in self._listing:
-            out = self.repo.run_git(["ls-tree", "-r", "-z", "--full-tree", tree], input=b"", check=False).stdout
-            files = {}
-            for record in out.split(b"\0"):
-                meta, _, path = record.partition(b"\t")
-                parts = meta.split(b" ")
-                if len(parts) == 3 and parts[1] == b"blob":
-                    files[path.decode("utf-8", "surrogateescape")] = parts[2].decode()
-            self._listing[tree] = files
-        return self._listing[tree]
-
-    def reader(self, tree: str):
-        """A `path -> bytes | None` function over one tree."""
-        files = self.files(tree)
-
-        def read(path: str) -> bytes | None:
-            oid = files.get(path)
-            return self.cat([oid])[0] if oid else None
-
-        return read
-
-    def changed_paths(self, parent: str, commit: str) -> list[str]:
-        proc = self.repo.run_git(["diff-tree", "-r", "-z", "--name-only", "--no-renames", parent, commit],
-                                 input=b"", check=False)
-        return [p.decode("utf-8", "surrogateescape") for p in proc.stdout.split(b"\0") if p]
-
-    def note(self, notes_commits: list[str | None], commit: str) -> bytes | None:
-        """The first note of `commit` found in the given notes commits (fan-out aware)."""
-        paths = [commit, f"{commit[:2]}/{commit[2:]}", f"{commit[:2]}/{commit[2:4]}/{commit[4:]}"]
-        names = [f"{n}:{p}" for n in notes_commits if n and n != ZERO for p in paths]
-        return next((data for data in self.cat(names) if data is not None), None)
 
 
 # -- the signed payload ----------------------------------------------------------------
@@ -180,16 +67,6 @@ def sign_report(repo: Repo, report: dict) -> dict:
     return {**unsigned, "signature": sign(key, verdict_payload(unsigned), NAMESPACE_VERDICT)}
 
 
-def parse_report(data: bytes | None) -> dict | None:
-    if data is None:
-        return None
-    try:
-        report = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    return report if isinstance(report, dict) and "decision" in report else None
-
-
 # -- the check -------------------------------------------------------------------------
 
 
@@ -217,10 +94,10 @@ class CommitVerdict:
 
 
 def check_move(reader: GitReader, old: str, new: str, *, notes: list[str | None],
-               approvals: list[str | None] = (), allowed_signers: Path | None = None,
+               approvals: list[str | None] | None = None, allowed_signers: Path | None = None,
                require_signed: bool = False) -> list[str]:
     """Refusal lines for moving main OLD -> NEW (empty: admissible)."""
-    return check_chain(reader, old, new, Trust(list(notes), list(approvals), allowed_signers, require_signed))
+    return check_chain(reader, old, new, Trust(list(notes), list(approvals or []), allowed_signers, require_signed))
 
 
 def check_chain(reader: GitReader, old: str, new: str, trust: Trust) -> list[str]:

@@ -39,7 +39,8 @@ def _load_reports(paths: tuple[str, ...]) -> list[dict]:
 @click.command("gate")
 @click.argument("args", nargs=-1, metavar="[BRANCH] | --collect REPORT...")
 @click.option("--base", default="main", show_default=True, help="The baseline the candidate must not regress from.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Case runs in parallel (default: gate.jobs).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Case runs in parallel (default: gate.jobs).")
 @click.option("--shard", metavar="K/N", default=None, help="Run only slice K of N; writes a partial report (no note).")
 @click.option("--collect", is_flag=True, help="Merge shard reports (the ARGS) into one decision and note it.")
 @click.option("--no-cache", is_flag=True, help="Run every case again, ignoring cached results.")
@@ -97,7 +98,7 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
 def _redacted(repo, report):
     """The report as it may be shown or written: secrets replaced, like its note."""
     from aevolve._gate.report import GateReport
-    from aevolve._git.notes import secret_names
+    from aevolve._trust.record import secret_names
     from aevolve._trust.secrets import redact_obj, secret_values
 
     data = redact_obj(report.to_dict(), secret_values(names=secret_names(repo, report.baseline)))
@@ -113,18 +114,18 @@ def _write_output(output: str | None, data: dict) -> None:
 
 def _behind(repo, candidate: str, base: str) -> bool:
     """Is the candidate off main's line (main moved on since it was made)?"""
-    from aevolve._trust.verdicts import GitReader
+    from aevolve._git.reader import GitReader
 
     cand, main = str(repo.resolve(candidate).id), repo.resolve_branch(base)
-    in_main = cand == main or repo.git.descendant_of(main, cand)
+    in_main = repo.is_ancestor(cand, main)
     return not in_main and GitReader(repo).first_parent_chain(main, cand) is None
 
 
 def _gate_and_promote(repo, branch: str, base: str):
     """`gate BRANCH --promote` on a branch behind main: rebase and gate it exactly as
     `promote` does, so the verdict is about the commit that would become main."""
-    from aevolve._promote.promote import promote as do_promote
     from aevolve._gate.report import GateReport
+    from aevolve._promote.promote import promote as do_promote
 
     promoted = do_promote(repo, branch, main=base)
     return GateReport.from_dict(promoted.report or {}), promoted

@@ -32,8 +32,8 @@ def install_cmd(ctx, server, force, allowed_signers, as_json) -> None:
     carry gate notes on fetch/push. An existing hook is moved to <name>.local
     and runs first. Running it again refreshes the shims and changes nothing else.
     """
-    from aevolve._hooks.install import install
     from aevolve._git.repo import Repo
+    from aevolve._hooks.install import install
 
     repo = Repo.open(server) if server else open_repo(ctx)
     result = install(repo, server=bool(server), force=force, allowed_signers=allowed_signers)
@@ -65,8 +65,8 @@ def install_cmd(ctx, server, force, allowed_signers, as_json) -> None:
 @click.pass_context
 def uninstall_cmd(ctx, server, as_json) -> None:
     """Remove aevolve's hooks; a hook that was chained (<name>.local) is put back."""
-    from aevolve._hooks.install import uninstall
     from aevolve._git.repo import Repo
+    from aevolve._hooks.install import uninstall
 
     result = uninstall(Repo.open(server) if server else open_repo(ctx))
     if as_json:
@@ -86,23 +86,12 @@ def list_cmd(ctx, as_json) -> None:
     """Show which hooks are installed, what they chain, and the driver/refspec setup."""
     from dataclasses import asdict
 
-    from aevolve._state.gitsetup import driver_config, remote_refspecs, remotes
     from aevolve._hooks.install import list_hooks
+    from aevolve._state.gitsetup import configured as git_setup
 
     repo = open_repo(ctx)
     hooks = list_hooks(repo)
-    configured = {}
-    for key in driver_config():
-        proc = repo.run_git(["config", "--local", "--get", key], check=False)
-        configured[key] = proc.stdout.strip() or None
-    refspecs = {}
-    for remote in remotes(repo):
-        have = set()
-        for kind in ("fetch", "push"):
-            proc = repo.run_git(["config", "--local", "--get-all", f"remote.{remote}.{kind}"], check=False)
-            have |= {f"{kind} {s}" for s in proc.stdout.splitlines()}
-        wanted = [f"{k} {s}" for k, specs in remote_refspecs(remote).items() for s in specs if s != "HEAD"]
-        refspecs[remote] = {"configured": all(w in have for w in wanted), "missing": [w for w in wanted if w not in have]}
+    configured, refspecs = git_setup(repo)
     if as_json:
         echo_json({"hooks": [asdict(h) for h in hooks], "drivers": configured, "remotes": refspecs})
         return
@@ -112,7 +101,8 @@ def list_cmd(ctx, as_json) -> None:
     missing = [k for k, v in configured.items() if v is None]
     click.echo("drivers:     " + ("configured" if not missing else "missing " + ", ".join(missing)))
     for remote, info in refspecs.items():
-        click.echo(f"remote {remote}: " + ("refspecs configured" if info["configured"] else "missing " + ", ".join(info["missing"])))
+        status = "refspecs configured" if info["configured"] else "missing " + ", ".join(info["missing"])
+        click.echo(f"remote {remote}: " + status)
 
 
 @click.group("hook", hidden=True)
@@ -127,11 +117,12 @@ def hook_cmd() -> None:
 @click.pass_context
 def hook_run_cmd(ctx, chain, name, args) -> int:
     """Run hook NAME as git would (ARGS and stdin as git passes them)."""
-    from aevolve._hooks import install as hooks
     from aevolve._errors import AevolveError, UsageError
+    from aevolve._hooks import dispatch as hooks
+    from aevolve._hooks.install import ALL_HOOKS
 
-    if name not in hooks.ALL_HOOKS:
-        raise UsageError(f"unknown hook {name!r}; aevolve runs {', '.join(hooks.ALL_HOOKS)}")
+    if name not in ALL_HOOKS:
+        raise UsageError(f"unknown hook {name!r}; aevolve runs {', '.join(ALL_HOOKS)}")
     # pre-push and pre-receive get ref lines on stdin: read once, give to both hooks
     stdin = sys.stdin.buffer.read() if name in ("pre-push", "pre-receive") else None
     code = hooks.run_chained(chain, list(args), stdin)

@@ -46,7 +46,7 @@ def promote_cmd(ctx: click.Context, branch: str, main: str, no_regate: bool, as_
         return 0
     how = f" (rebased {result.candidate[:12]} onto {result.old[:12]}, gated again)" if result.rebased else ""
     click.echo(style(f"promoted {name}: {result.old[:12]} -> {result.new[:12]}", fg="green") + how)
-    if result.branch_moved:
+    if result.branch_moved and result.branch:
         click.echo(f"{result.branch.removeprefix('refs/heads/')} now points at the rebased commit")
     for path in result.checkouts:
         click.echo(f"updated checkout {path}")

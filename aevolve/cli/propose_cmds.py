@@ -69,41 +69,45 @@ def _options(pairs) -> dict:
 
 
 @click.command("propose")
-@click.option("--evolver", "evolver_name", metavar="NAME", help="rules | patch | command | openai (default: aevolve.yaml evolver.default).")
+@click.option("--evolver", "evolver_name", metavar="NAME",
+              help="rules | patch | command | openai (default: aevolve.yaml evolver.default).")
 @click.option("--base", default="main", show_default=True, help="The commit the proposal builds on.")
-@click.option("--observations", "obs", multiple=True, metavar="IDS", help="Observation ids (comma-separated, repeatable); default: all.")
+@click.option("--observations", "obs", multiple=True, metavar="IDS",
+              help="Observation ids (comma-separated, repeatable); default: all.")
 @click.option("--dry-run", is_flag=True, help="Print the would-be commit; write nothing.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Tie-breaking / sampling seed.")
 @click.option("--focus", metavar="LAYER", help="Concentrate on one layer (prompts, skills, tools, memory).")
 @click.option("--temperature", type=float, help="Sampling temperature for LLM evolvers.")
 @click.option("--edits", type=click.Path(dir_okay=False), help="patch: YAML/JSON edit list or proposal document.")
-@click.option("--diff", "diff_file", type=click.Path(dir_okay=False), help="patch: unified diff (as `git diff` prints).")
-@click.option("--rationale", type=click.Path(dir_okay=False), help="patch: YAML file with title, diagnosis, change, expected_effect, evidence.")
+@click.option("--diff", "diff_file", type=click.Path(dir_okay=False),
+              help="patch: unified diff (as `git diff` prints).")
+@click.option("--rationale", type=click.Path(dir_okay=False),
+              help="patch: YAML file with title, diagnosis, change, expected_effect, evidence.")
 @click.option("--title", help="patch: the subject line.")
 @click.option("--diagnosis", help="patch: why the change is needed.")
 @click.option("--change", help="patch: what the change does.")
 @click.option("--expected-effect", help="patch: what should improve.")
 @click.option("--evidence", help="patch: observation ids, comma-separated.")
 @click.option("--layer", help="patch: the layer named in the subject.")
-@click.option("--command", "command_argv", metavar="JSON", help='command: argv as JSON, e.g. \'["python", "evolve.py"]\'.')
+@click.option("--command", "command_argv", metavar="JSON",
+              help='command: argv as JSON, e.g. \'["python", "evolve.py"]\'.')
 @click.option("--timeout", type=float, help="command: seconds before the program is killed.")
 @click.option("--model", help="openai: the model (default: aevolve.yaml evolver.openai.model, OPENAI_MODEL).")
 @click.option("--base-url", help="openai: an OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1.")
-@click.option("-o", "--option", "extra", multiple=True, metavar="KEY=VALUE", help="Any evolver option (repeatable), e.g. -o model=gpt-4.1.")
+@click.option("-o", "--option", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Any evolver option (repeatable), e.g. -o model=gpt-4.1.")
 @json_option
 @click.pass_context
 def propose_cmd(ctx, evolver_name, base, obs, dry_run, seed, focus, temperature, edits, diff_file, rationale,
-                title, diagnosis, change, expected_effect, evidence, layer, command_argv, timeout, model, base_url, extra,
-                as_json) -> int:
+                title, diagnosis, change, expected_effect, evidence, layer, command_argv, timeout, model, base_url,
+                extra, as_json) -> int:
     """Run an evolver and open an evolve/* branch with one commit and its rationale.
 
     The working tree, index and current branch are untouched. Exit 0 (also when
     there is nothing to propose), 4 refused by policy, 5 evolver failed.
     """
     from aevolve._errors import UsageError
-    from aevolve._propose.run import propose
-    from aevolve._git.repo import MAIN
-    from aevolve._state.model import State
+    from aevolve._propose.run import default_evolver, propose
 
     repo = open_repo(ctx)
     patch_opts = {"edits": edits, "diff": diff_file, "rationale": rationale, "title": title, "diagnosis": diagnosis,
@@ -116,7 +120,7 @@ def propose_cmd(ctx, evolver_name, base, obs, dry_run, seed, focus, temperature,
         elif command_argv is not None:
             evolver_name = "command"
         else:
-            evolver_name = State.from_tree(repo, base if repo.try_resolve(base) else MAIN).config()["evolver"]["default"] or "rules"
+            evolver_name = default_evolver(repo, base)
     options = {}
     for name, group in (("patch", patch_opts), ("command", command_opts), ("openai", openai_opts)):
         given = {k: v for k, v in group.items() if v is not None}

@@ -106,7 +106,7 @@ def status_cmd(ctx, as_json) -> None:
         echo_json(info.to_dict())
         return
     click.echo(f"repository: {info.repo}")
-    click.echo(f"main:       {info.main[:12] + '  ' + info.main_subject if info.main else '(no commits yet)'}")
+    click.echo(f"main:       {info.main[:12] + '  ' + (info.main_subject or '') if info.main else '(no commits yet)'}")
     if info.branches:
         click.echo(f"evolution branches not yet on main ({len(info.branches)}):")
         for b in info.branches:
@@ -117,5 +117,5 @@ def status_cmd(ctx, as_json) -> None:
         n = len(info.worktree_changes)
         click.echo("working tree: same as main" if n == 0 else f"working tree: {n} file(s) differ from main")
     if info.valid is not None:
-        click.echo("state:      " + (style("valid", fg="green") if info.valid else style(f"invalid ({info.errors} errors)", fg="red"))
-                   + (f", {info.warnings} warnings" if info.warnings else ""))
+        verdict = style("valid", fg="green") if info.valid else style(f"invalid ({info.errors} errors)", fg="red")
+        click.echo("state:      " + verdict + (f", {info.warnings} warnings" if info.warnings else ""))

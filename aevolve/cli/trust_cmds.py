@@ -53,7 +53,8 @@ def verify_cmd(ctx: click.Context, rev: str, allow_unsigned: bool, as_json: bool
 
     repo = open_repo(ctx)
     verdict = verify_commit(repo, rev, require_signed=not allow_unsigned)
-    signed_by = verdict.signer and (f"{verdict.signer} ({verdict.fingerprint})" if verdict.fingerprint else verdict.signer)
+    signed_by = verdict.signer and (
+        f"{verdict.signer} ({verdict.fingerprint})" if verdict.fingerprint else verdict.signer)
     if as_json:
         echo_json({"commit": verdict.commit, "valid": verdict.valid, "signer": verdict.signer,
                    "fingerprint": verdict.fingerprint, "problems": verdict.problems})

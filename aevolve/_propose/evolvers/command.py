@@ -26,10 +26,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from aevolve._state import schemas
 from aevolve._errors import EvolverFailed, UsageError
 from aevolve._git.repo import LINK
 from aevolve._propose.evolvers.base import EvolveContext, Proposal
+from aevolve._state import schemas
 
 _INTERPRETERS = {"python", "python3", "node", "bash", "sh", "ruby", "perl", "uv", "npx"}
 
@@ -46,7 +46,9 @@ def parse_argv(value) -> list[str]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise UsageError(f"--command must be a JSON argv list such as '[\"python\", \"evolve.py\"]', got {value!r}") from None
+            raise UsageError(
+                f"--command must be a JSON argv list such as '[\"python\", \"evolve.py\"]', got {value!r}"
+            ) from None
     if not isinstance(value, list) or not value or not all(isinstance(a, str) and a for a in value):
         raise UsageError("the evolver command must be a non-empty list of strings (an argv, never a shell string)")
     return value
@@ -60,7 +62,7 @@ def materialize(state, folder: Path) -> None:
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(state.read(path))
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, _dirnames, filenames in os.walk(folder):
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o444)
     for dirpath, dirnames, _ in os.walk(folder, topdown=False):
@@ -70,7 +72,7 @@ def materialize(state, folder: Path) -> None:
 
 
 def _make_writable(folder: Path) -> None:
-    for dirpath, dirnames, _ in os.walk(folder):
+    for dirpath, _dirnames, _ in os.walk(folder):
         os.chmod(dirpath, stat.S_IRWXU)
 
 
@@ -92,7 +94,9 @@ class CommandEvolver:
         ecfg = ctx.config.get("evolver", {})
         argv = self.command or (parse_argv(ecfg["command"]) if ecfg.get("command") else None)
         if argv is None:
-            raise UsageError("no evolver command: set `evolver.command` in aevolve.yaml or pass --command '[\"prog\", ...]'")
+            raise UsageError(
+                "no evolver command: set `evolver.command` in aevolve.yaml or pass --command '[\"prog\", ...]'"
+            )
         self.name = self._name(argv)
         timeout = float(self.timeout if self.timeout is not None else ecfg.get("timeout") or 600)
         tmp = Path(tempfile.mkdtemp(prefix="aevolve-evolver-"))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import re
 
-from aevolve._propose import llm
 from aevolve._errors import UsageError
+from aevolve._propose import llm
 from aevolve._propose.evolvers.base import EvolveContext, Proposal
 
 # Characters a repair round may add to the conversation (the bad answer, clipped, and the errors).
@@ -118,23 +118,9 @@ class OpenAIEvolver:
 
 
 def _chat(client, settings, messages, schema, repair_budget, extra):
-    if extra:
-        # seed goes with every request of this proposal (diverse candidates stay reproducible)
-        client = _WithExtra(client, extra)
+    # a seed goes with every request of this proposal (diverse candidates stay reproducible)
     return llm.chat_json(client, settings.model, messages, schema, settings=settings, schema_name="proposal",
-                         validate=llm.schema_validator("proposal"), repair_budget=repair_budget)
-
-
-class _WithExtra:
-    """A client whose chat.completions.create adds fixed keyword arguments."""
-
-    def __init__(self, client, extra):
-        self._client, self._extra = client, extra
-        self.chat = self
-        self.completions = self
-
-    def create(self, **request):
-        return self._client.chat.completions.create(**request, **self._extra)
+                         validate=llm.schema_validator("proposal"), repair_budget=repair_budget, extra=extra)
 
 
 def _failed(observation: dict) -> bool:
@@ -199,11 +185,13 @@ Schema `proposal`:
 # -- the user message: a budgeted view of the evidence and the state ------------------------------
 
 
-_PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----.*?(?:-----END [A-Z ]*PRIVATE KEY[A-Z ]*-----|\Z)", re.S)
+_PRIVATE_KEY_BLOCK = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----.*?(?:-----END [A-Z ]*PRIVATE KEY[A-Z ]*-----|\Z)", re.S
+)
 _REDACTED = "[REDACTED]"
 
 
-def redact(text: str, hide: list[str] = ()) -> str:
+def redact(text: str, hide: tuple[str, ...] | list[str] = ()) -> str:
     """`text` with every secret-looking string replaced by [REDACTED] (the patterns of
     aevolve.secrets, whole private-key blocks, and the literal values in `hide`)."""
     from aevolve._trust import secrets
@@ -325,7 +313,8 @@ class StateView:
     def _observation(self, obs: dict, limit: int) -> str:
         feedback = obs.get("feedback") or {}
         field_cap = max(80, (limit - 120) // 4)
-        lines = [f"## {obs.get('id')}" + (f"  tags: {', '.join(map(str, obs.get('tags') or []))}" if obs.get("tags") else "")]
+        tags = f"  tags: {', '.join(map(str, obs.get('tags') or []))}" if obs.get("tags") else ""
+        lines = [f"## {obs.get('id')}" + tags]
         lines.append("task: " + clip(self._r(obs.get("task")), field_cap))
         lines.append("output: " + clip(self._r(obs.get("output")), field_cap))
         verdict = f"feedback: success={str(feedback.get('success')).lower()}"
@@ -355,10 +344,11 @@ class StateView:
         return w.text()
 
     def _report(self, report: dict) -> str:
-        proposal = report.get("proposal") if isinstance(report.get("proposal"), dict) else {}
+        proposal: dict = report["proposal"] if isinstance(report.get("proposal"), dict) else {}
         title = report.get("title") or report.get("subject") or proposal.get("title")
         candidate = str(report.get("candidate") or "")[:12]
-        lines = [f"## {candidate or 'proposal'}: {self._r(title) if title else '(untitled)'} -> {report.get('decision', 'reject')}"]
+        lines = [f"## {candidate or 'proposal'}: {self._r(title) if title else '(untitled)'}"
+                 f" -> {report.get('decision', 'reject')}"]
         for reason in (report.get("reasons") or [])[:8]:
             lines.append("reason: " + clip(self._r(reason), 300))
         regressions = report.get("regressions") or []
@@ -368,7 +358,8 @@ class StateView:
             if isinstance(case, dict) and case.get("verdict") in ("regression", "error", "new-fail"):
                 failures = (case.get("candidate") or {}).get("failures") or []
                 detail = "; ".join(self._r(f) for f in failures[:3])
-                lines.append(f"case {case.get('id')}: {case.get('verdict')}" + (f" ({clip(detail, 300)})" if detail else ""))
+                lines.append(f"case {case.get('id')}: {case.get('verdict')}"
+                             + (f" ({clip(detail, 300)})" if detail else ""))
         return "\n".join(lines)
 
     def _manifest(self, limit: int) -> str:
@@ -405,30 +396,12 @@ class StateView:
         return w.text()
 
     def _skills(self, limit: int) -> str:
-        skills = self.state.skills()
-        if not skills:
+        described = self._ranked_skills()
+        if not described:
             return ""
         w = _Writer(limit)
-        if not w.add(f"# Skills ({len(skills)}, most relevant to the failures first)"):
+        if not w.add(f"# Skills ({len(described)}, most relevant to the failures first)"):
             return ""
-        described = []
-        for name, path in skills.items():
-            description, body = "", ""
-            if path:
-                try:
-                    doc = self.state.skill(name)
-                    description, body = str(doc.meta.get("description", "")), doc.body
-                except Exception:  # a broken skill is shown as such, never fatal here
-                    description = "(unreadable SKILL.md)"
-            described.append([self._words & _words(f"{name} {description}"), name, path, description, body])
-        # relevance: evidence words a skill shares, rare words weighing more (words every skill has say nothing)
-        df: dict[str, int] = {}
-        for item in described:
-            for word in item[0]:
-                df[word] = df.get(word, 0) + 1
-        for item in described:
-            item[0] = sum(1.0 / df[word] for word in item[0])
-        described.sort(key=lambda s: (-s[0], s[1]))
         # the index of names and descriptions takes at most half; bodies get the rest
         index_limit = w.used + (limit - w.used) // 2
         listed = 0
@@ -439,17 +412,36 @@ class StateView:
             listed += 1
         if listed < len(described):
             w.add(f"[... {len(described) - listed} more skills not listed: budget]")
+        with_body = [(path, body) for _s, _n, path, _d, body in described if path and body.strip()]
         shown = 0
-        for _score, name, path, _description, body in described:
-            if not path or not body.strip():
-                continue
+        for path, body in with_body:
             if not w.add_clipped(f"## {path} (body)\n{self._r(body.strip())}", 1500):
                 break
             shown += 1
-        with_body = sum(1 for d in described if d[2] and d[4].strip())
-        if shown < with_body:
-            w.note(f"[... {with_body - shown} more skill bodies not shown: budget]")
+        if shown < len(with_body):
+            w.note(f"[... {len(with_body) - shown} more skill bodies not shown: budget]")
         return w.text()
+
+    def _ranked_skills(self) -> list[tuple[float, str, str, str, str]]:
+        """(relevance, name, path, description, body) of every skill, most relevant first:
+        evidence words a skill shares, rare words weighing more (words every skill has say nothing)."""
+        described = []
+        for name, path in self.state.skills().items():
+            description, body = "", ""
+            if path:
+                try:
+                    doc = self.state.skill(name)
+                    description, body = str(doc.meta.get("description", "")), doc.body
+                except Exception:  # a broken skill is shown as such, never fatal here
+                    description = "(unreadable SKILL.md)"
+            described.append((self._words & _words(f"{name} {description}"), name, path, description, body))
+        df: dict[str, int] = {}
+        for words, *_ in described:
+            for word in words:
+                df[word] = df.get(word, 0) + 1
+        ranked = [(sum(1.0 / df[w] for w in words), name, path, description, body)
+                  for words, name, path, description, body in described]
+        return sorted(ranked, key=lambda s: (-s[0], s[1]))
 
     def _memory(self, limit: int) -> str:
         files = self.state.memory_files()

@@ -18,8 +18,9 @@ import json
 import random
 import re
 
-from aevolve._state.model import FileError, iter_jsonl, render_skill
 from aevolve._propose.evolvers.base import Edit, EvolveContext, Proposal
+from aevolve._state.jsonl import iter_jsonl
+from aevolve._state.model import FileError, render_skill
 
 LESSONS_FILE = "memory/lessons.jsonl"
 _ERROR_CLASS = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Error|Exception|Timeout))\b")
@@ -132,7 +133,8 @@ class RulesEvolver:
             )
         return self._proposal(total, failed, guided, lessons, skills)
 
-    def _nothing(self, reason: str) -> None:
+    def _nothing(self, reason: str) -> Proposal | None:
+        """No proposal, and why (shown to the user)."""
         self.reason = reason
         return None
 
@@ -168,22 +170,27 @@ class RulesEvolver:
         kind, value = sig.split(":", 1)
         what = f"tagged `{value}`" if kind == "tag" else f"failing with `{value}`"
         details = list(dict.fromkeys(d for _, d in map(_guidance, members) if d))
+        if details:
+            advice = " ".join(d if d.endswith((".", "!", "?")) else d + "." for d in details)
+        else:
+            advice = "use the corrections recorded from earlier failures"
         meta = {
             "name": name,
             "description": _compact(
-                f"Guidance learned from {len(members)} failed tasks {what.replace('`', '')}: "
-                + (" ".join(d if d.endswith((".", "!", "?")) else d + "." for d in details) if details else "use the corrections recorded from earlier failures"), 1000),
+                f"Guidance learned from {len(members)} failed tasks {what.replace('`', '')}: " + advice, 1000),
             "metadata": {"source": "aevolve rules evolver", "signature": sig},
         }
         lines = [f"# {value} guidance", "",
-                 f"{len(members)} of {failed_total} failed tasks were {what}. Apply this before answering such tasks.", ""]
+                 f"{len(members)} of {failed_total} failed tasks were {what}. "
+                 "Apply this before answering such tasks.", ""]
         if details:
             lines += ["## Guidance", ""] + [f"- {_compact(d, 400)}" for d in details] + [""]
         corrections = [o for o in members if _guidance(o)[0] is not None]
         if corrections:
             lines += ["## Corrections from past failures", ""]
             for obs in corrections:
-                lines.append(f"- {_compact(obs.get('task'), 160)} → expected {_compact(_guidance(obs)[0], 160)} ({obs['id']})")
+                lines.append(f"- {_compact(obs.get('task'), 160)} → "
+                             f"expected {_compact(_guidance(obs)[0], 160)} ({obs['id']})")
             lines.append("")
         return render_skill(meta, "\n" + "\n".join(lines))
 
@@ -205,8 +212,10 @@ class RulesEvolver:
             kind, value = sig.split(":", 1)
             shared = f"share the tag `{value}`" if kind == "tag" else f"fail with `{value}`"
             diagnosis.append(f"{len(members)} of {len(failed)} failed tasks {shared}: {_cite(ids)}.")
-            edits.append(Edit("write", f"skills/{name}/SKILL.md", content=self._skill_text(sig, name, members, len(failed))))
-            change.append(f"Adds skills/{name}/SKILL.md stating the shared guidance and the corrections of those tasks.")
+            edits.append(Edit("write", f"skills/{name}/SKILL.md",
+                              content=self._skill_text(sig, name, members, len(failed))))
+            change.append(f"Adds skills/{name}/SKILL.md stating the shared guidance "
+                          "and the corrections of those tasks.")
         evidence = list(dict.fromkeys(evidence))
         if skills and lessons:
             title = f"add {', '.join(n for _, n, _ in skills)} and {_plural(len(lessons), 'lesson')}"
