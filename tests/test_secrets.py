@@ -1,4 +1,4 @@
-"""aevolve.secrets: secret patterns, this machine's secret values, and redaction.
+"""aevolve._trust.secrets: secret patterns, this machine's secret values, and redaction.
 
 Secrets are built by concatenation so that no scanner mistakes this file for a leak.
 """

@@ -26,11 +26,11 @@ class GateReport:
     created: str = ""
     version: int = 1
     exam_digest: str | None = None  # the exam at the baseline the verdict was made under
-    change: str | None = None  # evolver | manual | maintainer (see aevolve.exam)
+    change: str | None = None  # evolver | manual | maintainer (see aevolve._trust.exam)
     exam_change: dict | None = None  # a maintainer change of the exam: what the new exam judges differently
     approvals: list[dict] | None = None  # the approvals a maintainer change was accepted with
     notices: list[str] = field(default_factory=list)  # things the gate repaired or noticed on the way
-    signature: dict | None = None  # the gater's SSH signature over the verdict (aevolve.verdicts)
+    signature: dict | None = None  # the gater's SSH signature over the verdict (aevolve._trust.verdicts)
 
     @property
     def accepted(self) -> bool:

@@ -287,11 +287,7 @@ class Repo:
         pygit2's index on a 10,000-file state (one Python object per entry there)."""
         out = self.run_git(["ls-files", "--stage", "-z"], input=b"").stdout
         files: dict[str, TreeFile] = {}
-        for record in out.split(b"\0"):
-            if not record:
-                continue
-            meta, _, raw = record.partition(b"\t")
-            mode, oid, stage = meta.split(b" ")
+        for (mode, oid, stage), raw in _records(out):
             if mode == b"160000":
                 continue  # submodules are not part of an agent's state
             path = raw.decode("utf-8", "surrogateescape")
@@ -363,11 +359,7 @@ class Repo:
         """
         out = self.run_git(["ls-tree", "-r", "-z", "--full-tree", str(tree.id)], input=b"").stdout
         files = []
-        for record in out.split(b"\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition(b"\t")
-            mode, kind, oid = meta.split(b" ")
+        for (mode, kind, oid), path in _records(out):
             if kind == b"blob":
                 files.append(TreeFile(path.decode("utf-8", "surrogateescape"), oid.decode(), int(mode, 8)))
         return files
@@ -591,6 +583,15 @@ class Repo:
             yield
         finally:
             os.close(fd)  # closing releases the flock, also when the process dies
+
+
+def _records(out: bytes) -> Iterator[tuple[list[bytes], bytes]]:
+    """(space-separated fields, path) of each `-z` record of ls-tree / ls-files: the
+    layouts differ (the index has a conflict stage), the split does not."""
+    for record in out.split(b"\0"):
+        if record:
+            meta, _, path = record.partition(b"\t")
+            yield meta.split(b" "), path
 
 
 def pipes(proc: subprocess.Popen) -> tuple[IO, IO, IO]:

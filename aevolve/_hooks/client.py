@@ -1,7 +1,7 @@
 """The client hook checks: what `pre-commit`, `commit-msg` and `pre-push` refuse.
 
 A convenience, not enforcement: anyone can `--no-verify` past them. The
-server's pre-receive (`aevolve.server_hook`) is what holds.
+server's pre-receive (`aevolve._hooks.server`) is what holds.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Git hooks: install, remove and list the shims, and run the hook git calls.
+"""Git hooks: install, remove and list the shims.
 
 Each installed hook is a few lines of sh (hooks/shim.sh) that exec
-`<python> -m aevolve hook run --chain <hook>.local NAME ARGS...`; `run`
-sends NAME to its checks: `aevolve.hook_checks` (client: pre-commit,
-commit-msg, pre-push) or `aevolve.server_hook` (pre-receive on a bare
-repository).
+`<python> -m aevolve hook run --chain <hook>.local NAME ARGS...`; running it
+is `aevolve._hooks.dispatch`'s job, which sends NAME to its checks:
+`aevolve._hooks.client` (pre-commit, commit-msg, pre-push) or
+`aevolve._hooks.server` (pre-receive on a bare repository).
 
 A hook the user already had is moved to `<name>.local` and run first; nothing
 is overwritten. Client hooks are a convenience: the server hook and aevolve's

@@ -2,7 +2,7 @@
 
 - `main` moves only forward, and only through verified transitions: every
   commit it gains carries a gate verdict on exactly its own step, checked by
-  `aevolve.verdicts.check_move` (signed by an allowed key when the repository
+  `aevolve._trust.verdicts.check_move` (signed by an allowed key when the repository
   has an allowed signers list: `aevolve hooks install --server --allowed-signers`).
 - Gate notes and approvals (`refs/notes/aevolve*`) only grow: never deleted,
   never rewound, and the note of a commit in `main` never changes.

@@ -5,7 +5,7 @@ Subject, the rationale (Diagnosis / Change / Expected effect), the evidence
 against the merge base (long parts folded), and the gate's results against
 main from the note on the branch tip, regressions first.
 
-What it returns is redacted (aevolve.secrets): a gate note may hold a runner's
+What it returns is redacted (aevolve._trust.secrets): a gate note may hold a runner's
 stderr with a key in it, and a review body is pasted where anyone can read it.
 """
 

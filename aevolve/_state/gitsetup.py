@@ -6,7 +6,7 @@ Called by `aevolve init` and `aevolve hooks install`; every step is idempotent
 - `.gitattributes` (a state file, committed by `aevolve init`) routes memory
   JSONL through the `aevolve-jsonl` merge and diff drivers (the diff
   driver's textconv, `textconv_jsonl`, is here; the merge driver is
-  `aevolve.merge.merge_jsonl`).
+  `aevolve._state.merge.merge_jsonl`).
 - The drivers themselves live in the repository's own config (`.git/config`):
   git never runs a command named by a cloned file, so each clone opts in by
   running `aevolve init` or `aevolve hooks install`.

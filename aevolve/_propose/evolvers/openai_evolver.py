@@ -193,7 +193,7 @@ _REDACTED = "[REDACTED]"
 
 def redact(text: str, hide: tuple[str, ...] | list[str] = ()) -> str:
     """`text` with every secret-looking string replaced by [REDACTED] (the patterns of
-    aevolve.secrets, whole private-key blocks, and the literal values in `hide`)."""
+    aevolve._trust.secrets, whole private-key blocks, and the literal values in `hide`)."""
     from aevolve._trust import secrets
 
     for value in hide:
