@@ -37,6 +37,16 @@ if sys.dont_write_bytecode and sys.pycache_prefix is None:
     sys.pycache_prefix = str(Path(tempfile.gettempdir()) / f"aevolve-tests-pycache-{os.getuid()}")
     sys.dont_write_bytecode = False
 
+# The tests' folders (tmp_path) in memory when the machine has a tmpfs: a test writes
+# hundreds of small files (git objects, refs, copies of repositories) that a disk makes
+# it wait for, deleting them included. pytest reads this variable where it makes its base
+# folder (and hands each xdist worker a folder below it), with its usual layout and
+# clean-up. Not on a noexec mount: git runs the hooks the tests install there.
+_MEMORY = Path("/dev/shm")
+if ("PYTEST_DEBUG_TEMPROOT" not in os.environ and _MEMORY.is_dir() and os.access(_MEMORY, os.W_OK | os.X_OK)
+        and not os.statvfs(_MEMORY).f_flag & os.ST_NOEXEC):
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = str(_MEMORY)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_git(tmp_path_factory, monkeypatch):

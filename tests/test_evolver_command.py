@@ -95,8 +95,8 @@ def test_a_program_past_its_timeout_is_killed_with_its_children(state_repo, tmp_
         open({str(pidfile)!r}, "w").write(str(child.pid))
         time.sleep(600)
         """)
-    proc = run_cli("propose", "--command", argv, "--timeout", "1.5", cwd=state_repo)
-    assert proc.returncode == 5 and "timed out after 1.5s" in proc.stderr
+    proc = run_cli("propose", "--command", argv, "--timeout", "1.2", cwd=state_repo)
+    assert proc.returncode == 5 and "timed out after 1.2s" in proc.stderr
     child = int(pidfile.read_text())
     wait_until(lambda: not alive(child), timeout=10, what="the evolver's child process to die")
 

@@ -255,7 +255,7 @@ def test_a_timeout_is_retried_then_reported_clearly(repo, server):
     server.answer_json(GOOD, delay=3).answer_json(GOOD, delay=3)
 
     with pytest.raises(EvolverFailed) as error:
-        propose(repo, evolver="openai", evolver_options=options(server, timeout=0.3, max_retries=1))
+        propose(repo, evolver="openai", evolver_options=options(server, timeout=0.1, max_retries=1))
 
     assert len(server.requests) == 2
     assert "timed out" in str(error.value) and "max_retries=1" in str(error.value)

@@ -146,7 +146,8 @@ class _Grader(BaseHTTPRequestHandler):
 @pytest.fixture
 def grader():
     server = HTTPServer(("127.0.0.1", 0), _Grader)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever checks for shutdown every poll_interval (0.5 s by default): the teardown waited that
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     _Grader.calls = 0
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"

@@ -70,7 +70,7 @@ def test_materialized_tree_is_read_only_and_shared(state_repo):
 
 
 def test_hanging_runner_is_killed_with_its_child_and_is_an_error(tmp_path):
-    g = GateRepo(tmp_path, {"a": "right", "h": "right"}, cases_yaml("a", "h"), timeout=1.5)
+    g = GateRepo(tmp_path, {"a": "right", "h": "right"}, cases_yaml("a", "h"), timeout=1.2)
     g.answers_branch("evolve/hang", a="right", h="HANG")
     report = gate(g.repo, "evolve/hang")
     child = int(Path(str(g.log) + ".child").read_text())
@@ -79,7 +79,7 @@ def test_hanging_runner_is_killed_with_its_child_and_is_an_error(tmp_path):
     assert entry["verdict"] == "error" and entry["regressed"] is True
     assert report.decision == "reject"
     [error] = report.errors
-    assert error["case"] == "h" and error["side"] == "candidate" and "timed out after 1.5s" in error["error"]
+    assert error["case"] == "h" and error["side"] == "candidate" and "timed out after 1.2s" in error["error"]
 
 
 def test_crashing_runner_is_an_error_with_its_stderr_not_a_failure(tmp_path):
@@ -133,7 +133,7 @@ def test_a_non_zero_exit_is_an_exit_error(state_repo):
 
 
 def test_a_runner_past_its_timeout_is_a_timeout_error(state_repo):
-    config = RunnerConfig((sys.executable, "-c", "import time; time.sleep(30)"), 0.5)
+    config = RunnerConfig((sys.executable, "-c", "import time; time.sleep(30)"), 0.2)
     result = run_once(config, _root(state_repo), "x", {})
     assert (result.status, result.error_kind) == ("error", "timeout")
 

@@ -298,12 +298,12 @@ def test_a_note_on_only_the_tip_of_a_two_commit_branch_does_not_promote(tmp_path
 # -- 9: time-dependent cases ----------------------------------------------------------------------
 
 LATENCY_CASES = ("- id: a\n  input: {q: a}\n  assert:\n    - {type: equals, value: right}\n"
-                 "    - {type: latency, threshold: 1500}\n" + cases_yaml("b"))
+                 "    - {type: latency, threshold: 1000}\n" + cases_yaml("b"))
 
 
 def test_a_slow_latency_run_is_remeasured_and_not_a_regression_when_it_passes_again(tmp_path):
     g = make(tmp_path, {"a": "right", "b": "right"}, LATENCY_CASES)
-    cand = g.answers_branch("evolve/x", a="SLOWONCE:1.6", b="right")  # just past the 1500 ms threshold
+    cand = g.answers_branch("evolve/x", a="SLOWONCE:1.1", b="right")  # just past the 1000 ms threshold
     report = gate(g.repo, cand)
     assert report.decision == "accept" and report.regressions == []
     case_a = next(c for c in report.cases if c["id"] == "a")

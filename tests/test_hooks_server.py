@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
 
 from aevolve._git.repo import Repo
 
-from conftest import git, make_state_repo, run_cli, write
+from conftest import git, isolated_git_env, make_state_repo, run_cli, write
 
 
 def push(cwd, *args) -> subprocess.CompletedProcess:
@@ -52,17 +53,48 @@ def commit_change(clone, files: dict, message: str) -> str:
     return git(clone, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-def remote(tmp_path):
-    """(bare remote with the server hook, a working clone of it)."""
-    source = make_state_repo(tmp_path / "state")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
-    result = run_cli("hooks", "install", "--server", bare)
+def build_remote(root, *install_args):
+    """(bare remote at root/remote.git with the server hook installed with `install_args`,
+    a working clone of it at root/clone)."""
+    source = make_state_repo(root / "state")
+    bare = root / "remote.git"
+    git(root, "clone", "-q", "--bare", str(source), str(bare))
+    result = run_cli("hooks", "install", "--server", bare, *install_args)
     assert result.returncode == 0, result.stderr
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    clone = root / "clone"
+    git(root, "clone", "-q", str(bare), str(clone))
     return bare, clone
+
+
+def remote_template(tmp_path_factory, build=build_remote):
+    """A folder where `build(folder)` made a remote and its clone once, for a module's
+    tests to copy (copy_remote): cloning and installing cost a dozen git processes."""
+    root = tmp_path_factory.mktemp("remote-template")
+    with isolated_git_env(tmp_path_factory):
+        build(root)
+    return root
+
+
+def copy_remote(template, dest, *extra):
+    """(bare, clone): a copy of `template`'s remote.git and clone (and its `extra` folders)
+    in `dest`, the clone's origin pointing at the copied remote."""
+    for name in ("remote.git", "clone", *extra):
+        shutil.copytree(template / name, dest / name, symlinks=True)
+    bare, clone = dest / "remote.git", dest / "clone"
+    git(clone, "remote", "set-url", "origin", str(bare))
+    git(clone, "update-index", "-q", "--refresh")  # new inodes and ctimes: the index matches the files again
+    return bare, clone
+
+
+@pytest.fixture(scope="module")
+def _remote_template(tmp_path_factory):
+    return remote_template(tmp_path_factory)
+
+
+@pytest.fixture
+def remote(_remote_template, tmp_path):
+    """(bare remote with the server hook, a working clone of it)."""
+    return copy_remote(_remote_template, tmp_path)
 
 
 def test_server_install_writes_an_executable_pre_receive_shim(remote):

@@ -248,8 +248,11 @@ def test_parallel_note_writers_lose_no_note(state_repo):
 
     listed = git(state_repo, "notes", "--ref", "aevolve", "list").splitlines()
     assert len(listed) == len(commits)
-    for commit in commits:
-        assert git(state_repo, "notes", "--ref", "aevolve", "show", commit) == f"note for {commit}"
+    # what `git notes show` prints for each commit, read by one git process: header, note, blank line
+    blobs = dict(reversed(line.split()) for line in listed)
+    batch = subprocess.run(["git", "cat-file", "--batch"], cwd=state_repo, capture_output=True, text=True, check=True,
+                           input="".join(blobs[commit] + "\n" for commit in commits)).stdout.splitlines()
+    assert batch[1::3] == [f"note for {commit}" for commit in commits]
 
 
 # -- lock ----------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ import json
 import subprocess
 
 import pytest
-from test_hooks_server import commit_change, gate_note, note, push, verdict
+from test_hooks_server import build_remote, commit_change, copy_remote, gate_note, note, push, remote_template, verdict
 
 from aevolve._git.repo import Repo
 
-from conftest import git, make_state_repo, run_cli
+from conftest import git, run_cli
 from gate_support import GateRepo, cases_yaml, facts
 
 SHORTER = {"prompts/system.md": "Be brief.\n"}
@@ -39,19 +39,17 @@ def signers_file(path, *keys):
 
 def serve(tmp_path, *install_args):
     """(bare remote with the server hook installed with `install_args`, a clone of it)."""
-    source = make_state_repo(tmp_path / "state")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
-    result = run_cli("hooks", "install", "--server", bare, *install_args)
-    assert result.returncode == 0, result.stderr
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(bare), str(clone))
-    return bare, clone
+    return build_remote(tmp_path, *install_args)
+
+
+@pytest.fixture(scope="module")
+def _remote_template(tmp_path_factory):
+    return remote_template(tmp_path_factory)
 
 
 @pytest.fixture
-def remote(tmp_path):
-    return serve(tmp_path)
+def remote(_remote_template, tmp_path):
+    return copy_remote(_remote_template, tmp_path)
 
 
 def refused(result, bare, main_before) -> bool:
@@ -120,14 +118,24 @@ def test_a_verdict_on_only_the_last_of_two_new_commits_is_refused(remote):
 # -- notes only grow -------------------------------------------------------------------
 
 
-@pytest.fixture
-def promoted(remote):
-    """(bare, clone, commit): a commit that reached the server's main with its verdict."""
-    bare, clone = remote
+def build_promoted(root):
+    _bare, clone = build_remote(root)
     new = commit_change(clone, SHORTER, "prompt: shorter\n")
     gate_note(clone, new)
     assert push(clone, "origin", "main", "refs/notes/aevolve").returncode == 0
-    return bare, clone, new
+    (root / "promoted").write_text(new)
+
+
+@pytest.fixture(scope="module")
+def _promoted_template(tmp_path_factory):
+    return remote_template(tmp_path_factory, build_promoted)
+
+
+@pytest.fixture
+def promoted(_promoted_template, tmp_path):
+    """(bare, clone, commit): a commit that reached the server's main with its verdict."""
+    bare, clone = copy_remote(_promoted_template, tmp_path)
+    return bare, clone, (_promoted_template / "promoted").read_text()
 
 
 def test_changing_the_note_of_a_commit_in_main_is_refused(promoted):
@@ -279,14 +287,26 @@ def test_allowed_signers_without_server_is_a_usage_error(state_repo, tmp_path):
 # -- signed verdicts -------------------------------------------------------------------
 
 
-@pytest.fixture
-def signed(tmp_path):
-    """(bare that admits only verdicts signed by `ci`, its clone, ci's key, an unlisted key)."""
-    keys = tmp_path / "keys"
+def build_signed(root):
+    keys = root / "keys"
     keys.mkdir()
-    ci, stranger = make_key(keys, "ci"), make_key(keys, "stranger")
-    bare, clone = serve(tmp_path, "--allowed-signers", signers_file(tmp_path / "signers", ci))
-    return bare, clone, ci, stranger
+    ci, _stranger = make_key(keys, "ci"), make_key(keys, "stranger")
+    build_remote(root, "--allowed-signers", signers_file(root / "signers", ci))
+
+
+@pytest.fixture(scope="module")
+def _signed_template(tmp_path_factory):
+    return remote_template(tmp_path_factory, build_signed)
+
+
+@pytest.fixture
+def signed(_signed_template, tmp_path):
+    """(bare that admits only verdicts signed by `ci`, its clone, ci's key, an unlisted key)."""
+    bare, clone = copy_remote(_signed_template, tmp_path, "keys")
+    # the copied remote reads its own copy of the allowed signers, not the template's
+    git(bare, "config", "aevolve.allowedSigners", str((bare / "aevolve" / "allowed_signers").resolve()))
+    keys = tmp_path / "keys"
+    return bare, clone, keys / "ci", keys / "stranger"
 
 
 def test_an_unsigned_verdict_is_refused_where_signatures_are_required(signed):
