@@ -7,10 +7,10 @@ real `ssh-keygen` keys.
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from test_hooks_server import build_remote, commit_change, copy_remote, gate_note, note, push, remote_template, verdict
+from test_signing import make_key
 
 from aevolve._git.repo import Repo
 
@@ -23,12 +23,6 @@ PROPOSAL = (
     "Aevolve-Proposal: p-1\nAevolve-Evidence: obs-1\nAevolve-Evolver: rules\n"
 )
 EASIER_EXAM = {"evals/basic.yaml": "- id: x\n  input: {}\n  assert: []\n"}
-
-
-def make_key(folder, name: str):
-    key = folder / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
-    return key
 
 
 def signers_file(path, *keys):

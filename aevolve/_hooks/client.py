@@ -206,19 +206,14 @@ def pre_push(repo: Repo, remote: str, stdin: str) -> HookOutcome:
 
 def _main_move(repo: Repo, reader, remote: str, main: str, old: str, new: str) -> list[str]:
     """Why moving the remote's main OLD -> NEW would be refused (empty: it would not)."""
-    from aevolve._git.repo import APPROVALS_REF
-    from aevolve._trust.signing import allowed_signers_file
-    from aevolve._trust.verdicts import check_move
+    from aevolve._trust.verdicts import check_chain, local_trust
 
     if reader.commit(old) is None:
         return [f"aevolve pre-push: {remote}'s {main} is at {old[:12]}, which this clone does not have: "
                 f"fetch it (`git fetch {remote}`), rebase onto it, and push again."]
-    # a verdict the remote already has (fetched into the tracking copy) counts too
-    tracking = f"refs/notes/remotes/{remote}/"  # no such ref when `remote` is a URL: then local notes only
-    notes = [reader.ref(NOTES_REF), reader.ref(tracking + "aevolve")]
-    approvals = [reader.ref(APPROVALS_REF), reader.ref(tracking + "aevolve-approvals")]
-    problems = check_move(reader, old, new, notes=[n for n in notes if n], approvals=[a for a in approvals if a],
-                          allowed_signers=allowed_signers_file(repo), require_signed=False)
+    # a verdict the remote already has (fetched into its tracking copy) counts too; when
+    # `remote` is a URL there is no such copy, and only local notes count
+    problems = check_chain(reader, old, new, local_trust(repo, remote=remote))
     if not problems:
         return []
     return [

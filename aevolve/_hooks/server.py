@@ -221,7 +221,7 @@ def _verdict_refusals(push: Push, old: str, new: str) -> list[str]:
 
 
 def _evolver_refusals(push: Push) -> list[str]:
-    from aevolve._trust.exam import evolver_forbidden
+    from aevolve._trust.exam import outside_layers
     from aevolve._trust.verdicts import is_evolver_commit
 
     lines: list[str] = []
@@ -235,7 +235,7 @@ def _evolver_refusals(push: Push) -> list[str]:
             if info is None or not is_evolver_commit(info.message):
                 continue
             paths = push.reader.changed_paths(parents[0] if parents else EMPTY_TREE, sha)
-            forbidden = evolver_forbidden(paths, push.layers, push.cfg)
+            forbidden = outside_layers(paths, push.layers, push.cfg)
             if forbidden:
                 lines += _evolver_lines(push, u.ref, sha, info.subject, forbidden)
     return lines

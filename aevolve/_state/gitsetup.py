@@ -105,21 +105,13 @@ class SetupReport:
     config: list[str] = field(default_factory=list)  # "key = value" lines added to .git/config
 
 
-def _local_config(repo: Repo) -> dict[str, list[str]]:
-    return repo.config_list(local=True)
-
-
-def remotes(repo: Repo) -> list[str]:
-    return repo.remotes()
-
-
 def configured(repo: Repo) -> tuple[dict[str, str | None], dict[str, dict]]:
     """What `setup` would configure, as it stands: each driver key's value, and per
     remote whether every aevolve refspec is there (and which are missing)."""
-    config = _local_config(repo)
+    config = repo.config_list(local=True)
     drivers: dict[str, str | None] = {key: (config.get(key.lower()) or [""])[-1] or None for key in driver_config()}
     refspecs: dict[str, dict] = {}
-    for remote in remotes(repo):
+    for remote in repo.remotes():
         have = {f"{kind} {spec}" for kind in ("fetch", "push")
                 for spec in config.get(f"remote.{remote}.{kind}".lower(), [])}
         wanted = [f"{k} {s}" for k, specs in remote_refspecs(remote).items() for s in specs if s != "HEAD"]
@@ -137,7 +129,7 @@ def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs
             sep = "" if not current or current.endswith("\n") else "\n"
             path.write_text(current + sep + ATTRIBUTES)
             report.files.append(".gitattributes")
-    config = _local_config(repo)
+    config = repo.config_list(local=True)
     if drivers:
         for key, value in driver_config().items():
             # keys are case-insensitive in section and name; the driver name is lower-case already
@@ -145,7 +137,7 @@ def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs
                 repo.set_config(key, value)
                 report.config.append(f"{key} = {value}")
     if refspecs:
-        for remote in remotes(repo):
+        for remote in repo.remotes():
             for kind, specs in remote_refspecs(remote).items():
                 key = f"remote.{remote}.{kind}"
                 have = config.get(key.lower(), [])

@@ -101,9 +101,6 @@ def outside_layers(paths: Iterable[str], layers: Iterable[str], cfg: dict) -> li
     return sorted(p for p in set(paths) if not is_evolvable(p, layers, cfg))
 
 
-# The server hook asks the same question under this name.
-evolver_forbidden = outside_layers
-
 
 def required_approvals(cfg: dict) -> int:
     value = cfg["gate"].get("exam_approvals", 1)
