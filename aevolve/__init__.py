@@ -35,7 +35,7 @@ __all__ = [
     "AevolveError", "UsageError", "InvalidInput", "FileError", "NotARepository", "RefNotFound",
     "AmbiguousRef", "GitCommandFailed", "Conflict", "RefMoved", "LockBusy", "MergeConflict",
     "DirtyCheckout", "CheckoutNotUpdated", "PolicyRefused", "EvolverFailed", "PatchDoesNotApply", "GateRejected",
-    "GateError", "NotGated", "SigningError", "AssertionSetupError",
+    "GateError", "NotGated", "SigningError", "AssertionSetupError", "StorageError", "StaleLock",
 ]
 
 # public name -> (private module, attribute)
@@ -95,6 +95,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         RefMoved,
         RefNotFound,
         SigningError,
+        StaleLock,
+        StorageError,
         UsageError,
     )
     from aevolve._gate.report import GateReport

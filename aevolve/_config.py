@@ -15,6 +15,7 @@ DEFAULTS: dict = {
         "cases": "evals/**/*.yaml",
         "allow_empty": False,
         "exam_approvals": 1,
+        "max_output_bytes": 1024 * 1024,
         "policy": {
             "no_regressions": True,
             "min_improvement": 0.0,
@@ -42,6 +43,16 @@ DEFAULTS: dict = {
         "protected": [],
         "max_file_bytes": 256 * 1024,
         "max_proposal_bytes": 1024 * 1024,
+        "max_edits": 1000,
+    },
+    "observe": {
+        "max_bytes": 64 * 1024 * 1024,
+        "max_records": 100_000,
+    },
+    "gc": {
+        "keep_trees": 32,
+        "max_cache_rows": 20_000,
+        "max_age_days": 30,
     },
     "hooks": {
         "rationale_sections": ["Diagnosis", "Evidence"],
@@ -112,6 +123,7 @@ gate:
   cases: "evals/**/*.yaml"      # where the regression cases live
   allow_empty: false            # no matching case is an error, not an acceptance
   exam_approvals: 1             # signed approvals a maintainer change (exam, agent code) needs
+  max_output_bytes: 1048576     # of each run's stdout and of its stderr, kept and judged; the rest is discarded
   policy:
     no_regressions: true        # a case that passes on main must pass on the candidate
     min_improvement: 0.0        # aggregate pass-rate gain required to promote
@@ -137,6 +149,16 @@ protection:
   protected: []                 # paths no evolver may touch, besides evals/ and aevolve.yaml
   max_file_bytes: 262144        # largest file a proposal may write
   max_proposal_bytes: 1048576   # most bytes one proposal may add
+  max_edits: 1000               # most edits one proposal may carry
+
+observe:
+  max_bytes: 67108864           # largest observations input one `aevolve observe` reads
+  max_records: 100000           # most observations one `aevolve observe` takes
+
+gc:
+  keep_trees: 32                # materialized gate trees kept in .git/aevolve/trees (newest first)
+  max_cache_rows: 20000         # gate results kept in .git/aevolve/cache.sqlite
+  max_age_days: 30              # trees and cached results unused this long are pruned
 
 hooks:
   rationale_sections: [Diagnosis, Evidence]   # what commit-msg requires on evolution branches

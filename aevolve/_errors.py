@@ -16,6 +16,7 @@ INVALID_INPUT = 3  # a file given to aevolve is malformed or breaks its schema
 POLICY_REFUSED = 4  # a proposal broke the policy; nothing was written
 EVOLVER_FAILED = 5  # the evolver failed or answered garbage; nothing was written
 CONFLICT = 6  # another process won a race, or a checkout is dirty; retry or resolve
+STORAGE = 7  # the repository cannot be written: a stale lock, a read-only folder, a full disk
 GATE_REJECTED = 100  # the gate ran and said no
 
 
@@ -69,6 +70,23 @@ class RefMoved(Conflict):
 
 class LockBusy(Conflict):
     pass
+
+
+class StorageError(AevolveError):
+    """The repository or disk cannot be written (read-only, full, no permission).
+
+    Never contention: the message names the path and what to do about it.
+    """
+
+    exit_code = STORAGE
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = str(path) if path is not None else None
+        super().__init__(message)
+
+
+class StaleLock(StorageError):
+    """A `.lock` file left by a process that died; git's own advice applies."""
 
 
 class PolicyRefused(AevolveError):

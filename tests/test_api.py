@@ -24,7 +24,7 @@ def test_public_functions_stay_functions_whatever_was_imported_first():
 def test_every_exception_aevolve_raises_is_public_with_an_exit_code():
     public = {getattr(aevolve, n) for n in aevolve.__all__}
     errors = {e for e in public if isinstance(e, type) and issubclass(e, aevolve.AevolveError)}
-    assert len(errors) == 21
+    assert len(errors) == 23
     assert all(isinstance(e.exit_code, int) for e in errors)
     import aevolve._errors as module
     defined = {v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Exception)}

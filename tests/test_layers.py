@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "aevolve"
 
 LAYERS = {
-    "_errors": 0, "_config": 0,
+    "_errors": 0, "_config": 0, "_faults": 0,
     "_git": 1,
     "_state": 2,
     "_trust": 3,

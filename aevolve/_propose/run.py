@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aevolve._errors import AevolveError, EvolverFailed, PolicyRefused, RefMoved
+from aevolve._faults import pause
 from aevolve._git.repo import BLOB_EXECUTABLE, Repo
 from aevolve._propose.evolvers.base import EvolveContext, Evolver, Proposal
 from aevolve._propose.policy import PolicyResult, evaluate
@@ -69,13 +70,6 @@ class ProposeResult:
             "summary": self.summary,
             "usage": (self.proposal.usage or None) if self.proposal else None,
         }
-
-
-def _pause(stage: str) -> None:
-    """Test hook: stop at a named stage so a test can kill the process there."""
-    if os.environ.get("AEVOLVE_TEST_PAUSE_AT") == stage:
-        print(f"aevolve-test-pause {stage}", file=sys.stderr, flush=True)
-        time.sleep(float(os.environ.get("AEVOLVE_TEST_PAUSE_SECONDS", "60")))
 
 
 def new_proposal_id() -> str:
@@ -278,7 +272,7 @@ def commit_proposal(
         return ProposeResult(nothing_to_do=True, reason=f"the same change is already proposed on {same}",
                              proposal=proposal, dry_run=dry_run, base=base_commit, summary=summary)
     layer = proposal.layer or (checked.layers[0] if len(checked.layers) == 1 else "state")
-    _pause("policy")
+    pause("policy")
     tree = None
     for _ in range(attempts):
         pid = new_proposal_id()
@@ -298,12 +292,12 @@ def commit_proposal(
                      if p in state.files and state.files[p].mode == BLOB_EXECUTABLE}
             tree = repo.build_tree(repo.tree(base_commit), checked.changes, modes)
         commit = repo.commit(tree, [base_commit], message)
-        _pause("objects")
+        pause("objects")
         try:
             repo.create_ref(f"refs/heads/{branch}", commit)
         except RefMoved:
             continue  # a branch of that name exists: draw a new id
-        _pause("ref")
+        pause("ref")
         result.commit = str(commit)
         return result
     raise RefMoved(f"could not find a free branch name after {attempts} tries")

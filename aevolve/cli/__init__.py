@@ -7,6 +7,7 @@ in one place (see aevolve/errors.py for the table).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -59,6 +60,10 @@ def cli(ctx: click.Context, repo_path: str) -> None:
     ctx.obj = {"repo_path": repo_path}
 
 
+# a full disk, a read-only file system, no permission, over quota: exit 7, not "error"
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT})
+
+
 def main(argv: list[str] | None = None) -> None:
     from aevolve._errors import AevolveError
 
@@ -79,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aevolve: interrupted", err=True)
         code = 130
     except OSError as exc:  # a file we could not read or write: say which, not a traceback
+        from aevolve._errors import STORAGE
+
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(f"aevolve: {exc.strerror or exc}{where}", err=True)
-        code = 1
+        code = STORAGE if exc.errno in _STORAGE_ERRNOS else 1
     sys.exit(code if isinstance(code, int) else 0)
