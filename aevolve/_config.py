@@ -37,6 +37,7 @@ DEFAULTS: dict = {
             "budget_chars": 60000,
             "timeout": 120,
             "max_retries": 4,
+            "max_response_bytes": 8 * 1024 * 1024,
         },
     },
     "protection": {
@@ -134,7 +135,7 @@ gate:
 evolver:
   default: rules                # rules | patch | command | openai
   command: null                 # argv of an external evolver (the `command` evolver)
-  timeout: 600                  # seconds an external evolver may run
+  timeout: 600                  # seconds an external evolver may run; openai: the whole call, retries included
   openai:
     model: null                 # default: $OPENAI_MODEL, else gpt-4.1-mini
     base_url: null              # any OpenAI-compatible endpoint; default: OPENAI_BASE_URL or OpenAI
@@ -142,8 +143,9 @@ evolver:
     temperature: 0.2
     max_output_tokens: 4000
     budget_chars: 60000         # how much of the state is shown to the model
-    timeout: 120
+    timeout: 120                # seconds in all per request (connect, headers, the whole body)
     max_retries: 4
+    max_response_bytes: 8388608 # most bytes read of one answer
 
 protection:
   protected: []                 # paths no evolver may touch, besides evals/ and aevolve.yaml

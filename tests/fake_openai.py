@@ -33,6 +33,7 @@ class Step:
     delay: float = 0.0  # seconds to wait before answering
     usage: dict | None = None
     finish_reason: str = "stop"
+    drip: float = 0.0  # > 0: send the body one byte per `drip` seconds
 
 
 class FakeOpenAI:
@@ -59,6 +60,11 @@ class FakeOpenAI:
               delay: float = 0.0) -> FakeOpenAI:
         body = {"error": {"message": message, "type": "fake_error", "code": status}}
         self.steps.append(Step(status=status, body=body, headers=headers or {}, delay=delay))
+        return self
+
+    def drip(self, content: str, interval: float) -> FakeOpenAI:
+        """A 200 whose body arrives one byte per `interval` seconds: every read succeeds in time."""
+        self.steps.append(Step(content=content, drip=interval))
         return self
 
     @property
@@ -100,6 +106,8 @@ class FakeOpenAI:
                     return
                 if step.status != 200 or step.body is not None:
                     return self._send(step.status, step.body or {}, step.headers)
+                if step.drip:
+                    return _drip(self, step, fake._stop)
                 self._send(200, {
                     "id": f"chatcmpl-fake-{len(fake.requests)}",
                     "object": "chat.completion",
@@ -146,3 +154,21 @@ class FakeOpenAI:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _drip(handler: BaseHTTPRequestHandler, step: Step, stop: threading.Event) -> None:
+    """Answer `step` one body byte per `step.drip` seconds, until done or the server stops."""
+    data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": step.content}}]}).encode()
+    handler.close_connection = True  # the client hangs up mid-body: no next request to read
+    try:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        for i in range(len(data)):
+            if stop.wait(step.drip):
+                return
+            handler.wfile.write(data[i:i + 1])
+            handler.wfile.flush()
+    except OSError:
+        pass  # the client gave up at its deadline

@@ -13,6 +13,7 @@ from test_signing import BOTH, fingerprint_of, make_key, public
 
 from aevolve._errors import SigningError
 from aevolve._git.repo import Repo
+from aevolve._remote.sync import sync
 from aevolve._state.gitsetup import setup
 from aevolve._trust.approvals import (
     APPROVALS_REF,
@@ -230,7 +231,7 @@ def test_approve_command_of_an_unknown_revision_fails(repo, capsys):
 # -- travelling --------------------------------------------------------------------
 
 
-def test_approvals_travel_through_a_bare_remote_with_aevolves_refspecs(tmp_path, keys):
+def test_approvals_travel_through_a_bare_remote_with_aevolve_sync(tmp_path, keys):
     source = make_state_repo(tmp_path / "state")
     bare = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
@@ -245,7 +246,7 @@ def test_approvals_travel_through_a_bare_remote_with_aevolves_refspecs(tmp_path,
     assert pushed.returncode == 0, pushed.stderr
 
     reader = clones["server-side-reader"]
-    git(reader, "fetch", "-q")
+    sync(Repo.open(reader))  # a fetch lands in tracking refs; sync merges the approvals in
     stored = read_approvals(Repo.open(reader), approval.commit)
     assert stored == [approval.to_dict()]
     assert count_approvals(stored, approval.commit, approval.tree, None).signers == [

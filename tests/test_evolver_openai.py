@@ -537,3 +537,47 @@ def test_an_unusable_answer_that_quotes_the_key_is_reported_without_it(repo, ser
 
     assert "non-unique elements" in str(error.value)
     assert RUN_KEY not in str(error.value) and "[REDACTED]" in str(error.value)
+
+
+# -- bounds ------------------------------------------------------------------------------
+
+
+def test_the_whole_call_is_bounded_by_evolver_timeout(tmp_path, server):
+    from aevolve._config import TEMPLATE
+
+    files = {**SAMPLE_STATE, "aevolve.yaml": TEMPLATE.replace("timeout: 600 ", "timeout: 3 ", 1)}
+    root = make_state_repo(tmp_path / "state", files)
+    ingest(root, tmp_path)
+    main_before = git(root, "rev-parse", "main")
+    for _ in range(6):
+        server.answer_json(GOOD, delay=10)
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(root, evolver="openai", evolver_options=options(server, timeout=2, max_retries=5))
+
+    assert "within evolver.timeout=3s" in str(error.value)
+    assert len(server.requests) <= 2
+    assert_nothing_left(root, main_before)
+
+
+def test_max_response_bytes_bounds_what_is_read_of_an_answer(repo, server):
+    main_before = git(repo, "rev-parse", "main")
+    server.answer_json({**GOOD, "diagnosis": "d" * 5000})
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(repo, evolver="openai", evolver_options=options(server, max_response_bytes=2048))
+
+    assert "larger than max_response_bytes=2048" in str(error.value)
+    assert_nothing_left(repo, main_before)
+
+
+def test_escape_sequences_and_control_characters_leave_the_rationale(repo, server):
+    server.answer_json({**GOOD, "title": "fix\x1b[1m the\x1b[0m\twindow\x07",
+                        "change": "Appends\x1b]8;;http://x\x1b\\ one entry.\r\nNothing else."})
+
+    result = propose(repo, evolver="openai", evolver_options=options(server))
+
+    assert result.rationale.title == "fix the window"
+    message = git(repo, "log", "-1", "--format=%B", result.commit)
+    assert "Appends one entry.\nNothing else." in message
+    assert not any(c in message for c in "\x1b\x07\r\x9b")

@@ -196,3 +196,35 @@ def test_stale_copies_left_by_an_earlier_gate_are_deleted_on_open(repo, tree):
     again = MaterializedTree.open(repo, tree.tree_id)
     assert sorted(p.name for p in trees_dir(repo).iterdir()) == [tree.tree_id]
     assert (again.root / PROMPT).read_text() == SAMPLE_STATE[PROMPT]
+
+
+def test_a_full_disk_while_materializing_is_a_storage_error_naming_the_file(repo, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from aevolve._errors import StorageError
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() reports it: no file name
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(StorageError) as caught:
+        MaterializedTree.open(repo, str(repo.tree("main").id))
+    assert caught.value.exit_code == 7 and "No space left on device" in str(caught.value)
+    assert ".tmp-" in caught.value.path and "free space" in str(caught.value)
+    assert [p.name for p in trees_dir(repo).iterdir()] == []  # the half-built copy is gone
+
+
+def test_an_open_tree_holds_its_lock_until_closed(repo, tree):
+    import fcntl
+
+    from aevolve._gate.materialize import locks_dir
+
+    fd = os.open(locks_dir(repo) / tree.tree_id, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what gc tries before removing it
+        tree.close()
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)

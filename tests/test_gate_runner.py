@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -206,3 +207,154 @@ def test_interrupted_gate_kills_running_runners_and_their_children(tmp_path):
         proc.wait()
     assert proc.returncode == 130 and "interrupted" in err
     wait_until(lambda: not alive(child), timeout=10, what=f"the runner's child {child} to die")
+
+
+# -- the output cap -----------------------------------------------------------------------
+
+
+def _py(code: str, timeout: float = 20, cap: int = 1024) -> RunnerConfig:
+    return RunnerConfig((sys.executable, "-S", "-c", code), timeout, cap)
+
+
+def test_stdout_past_the_cap_keeps_its_head_and_says_it_was_cut(state_repo):
+    code = "import sys; sys.stdout.write('a' * 1024 + 'b' * 100000)"
+    result = run_once(_py(code), _root(state_repo), "x", {})
+    assert (result.status, result.output, result.truncated) == ("ok", "a" * 1024, ["stdout"])
+
+
+def test_a_cut_json_stdout_is_judged_as_text(state_repo):
+    code = "import json; print(json.dumps({'output': 'y' * 5000, 'cost': 1}))"
+    result = run_once(_py(code), _root(state_repo), "x", {})
+    assert result.output.startswith('{"output": "yyy') and len(result.output) == 1024
+    assert result.cost is None and result.truncated == ["stdout"]
+
+
+def test_stderr_past_the_cap_keeps_its_tail_and_says_it_was_cut(state_repo):
+    code = "import sys; sys.stderr.write('e' * 100000 + 'THE END'); print('hi')"
+    result = run_once(_py(code), _root(state_repo), "x", {})
+    assert (result.status, result.output, result.truncated) == ("ok", "hi", ["stderr"])
+    assert result.stderr.endswith("e" * 100 + "THE END") and len(result.stderr) <= 2000
+
+
+def test_output_within_the_cap_is_not_marked_cut(state_repo):
+    code = "import sys; sys.stdout.write('a' * 1024); sys.stderr.write('e' * 1024)"
+    result = run_once(_py(code), _root(state_repo), "x", {})
+    assert result.output == "a" * 1024 and result.truncated == []
+
+
+def test_a_character_cut_in_two_at_the_cap_is_dropped(state_repo):
+    code = "import sys; sys.stdout.buffer.write(b'a' * 1023 + 'é'.encode() * 10)"
+    result = run_once(_py(code), _root(state_repo), "x", {})
+    assert result.output == "a" * 1023 and result.truncated == ["stdout"]
+
+
+def test_the_cap_comes_from_the_config_and_is_part_of_the_runner_hash():
+    cfg = {"gate": {"runner": ["agent"], "timeout": 5, "max_output_bytes": 4096}}
+    config = RunnerConfig.from_config(cfg)
+    assert config.max_output_bytes == 4096
+    assert config.hash != RunnerConfig(("agent",), 5.0, 8192).hash
+    assert config.hash == RunnerConfig(("agent",), 5.0, 4096).hash
+
+
+def test_truncated_survives_the_cache_round_trip():
+    run = RunResult("ok", output="a", exit_code=0, truncated=["stdout", "stderr"])
+    assert RunResult.from_dict(json.loads(json.dumps(run.to_dict()))).truncated == ["stdout", "stderr"]
+
+
+# -- every process of a run dies with it --------------------------------------------------------
+
+ORPHAN = """\
+import os, sys, time
+pid_file = sys.argv[1]
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.closerange(0, 3)  # holds none of the run's pipes
+        with open(pid_file + ".tmp", "w") as fh:
+            fh.write(str(os.getpid()))
+        os.rename(pid_file + ".tmp", pid_file)
+        CLEAR
+        time.sleep(600)
+    os._exit(0)
+os.waitpid(pid, 0)
+while not os.path.exists(pid_file):
+    time.sleep(0.01)
+WAIT
+print("done")
+"""
+
+
+def _orphan_runner(tmp_path: Path, name: str, clear_env: bool = False, wait_for: Path | None = None):
+    code = ORPHAN.replace("CLEAR", "os.execve(sys.executable, [sys.executable, '-S', '-c', "
+                                   "'import time; time.sleep(600)'], {})" if clear_env else "")
+    code = code.replace("WAIT", "" if wait_for is None else textwrap.dedent(f"""\
+        while not os.path.exists({str(wait_for)!r}):
+            time.sleep(0.01)
+        state = open(f"/proc/{{open(pid_file).read()}}/stat").read().rsplit(")", 1)[1].split()[0]
+        print("grandchild", "dead" if state == "Z" else "alive")"""))
+    script = tmp_path / f"{name}.py"
+    script.write_text(code)
+    pid_file = tmp_path / f"{name}.pid"
+    return RunnerConfig((sys.executable, "-S", str(script), str(pid_file)), 30), pid_file
+
+
+def test_each_run_gets_its_own_run_token(state_repo):
+    config = _py("import os; print(os.environ['AEVOLVE_RUN_TOKEN'])")
+    first, second = (run_once(config, _root(state_repo), "x", {}).output for _ in range(2))
+    assert first != second and len(first) == 32
+
+
+def test_a_double_forked_setsid_grandchild_is_killed_when_its_run_ends(tmp_path, state_repo):
+    config, pid_file = _orphan_runner(tmp_path, "escape")
+    result = run_once(config, _root(state_repo), "x", {})
+    assert (result.status, result.output) == ("ok", "done")
+    grandchild = int(pid_file.read_text())
+    wait_until(lambda: not alive(grandchild), timeout=10, what="the orphaned grandchild to die")
+
+
+def test_an_orphan_that_cleared_its_environment_is_killed_once_no_run_is_live(tmp_path, state_repo):
+    config, pid_file = _orphan_runner(tmp_path, "hidden", clear_env=True)
+    assert run_once(config, _root(state_repo), "x", {}).status == "ok"
+    grandchild = int(pid_file.read_text())
+    wait_until(lambda: not alive(grandchild), timeout=10, what="the orphan without a token to die")
+
+
+def test_a_run_ending_leaves_the_orphans_of_another_live_run_alone(tmp_path, state_repo):
+    root = _root(state_repo)
+    a_done = tmp_path / "a-done"
+    config_b, b_pid = _orphan_runner(tmp_path, "b", wait_for=a_done)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(run_once(config_b, root, "b", {})))
+    thread.start()
+    try:
+        wait_until(b_pid.exists, timeout=30, what="run b's orphan to start")
+        config_a, a_pid = _orphan_runner(tmp_path, "a")
+        assert run_once(config_a, root, "a", {}).status == "ok"
+        wait_until(lambda: not alive(int(a_pid.read_text())), timeout=10, what="run a's orphan to die")
+    finally:
+        a_done.write_text("")
+        thread.join(60)
+    [b] = results
+    assert b.output == "grandchild alive\ndone"  # run a's end did not touch it
+    wait_until(lambda: not alive(int(b_pid.read_text())), timeout=10, what="run b's orphan to die")
+
+
+def test_without_a_pidfd_the_runner_exit_is_still_seen_while_a_child_holds_the_pipes(state_repo, monkeypatch):
+    import aevolve._gate.runner as runner
+
+    monkeypatch.setattr(runner, "_pidfd", lambda pid: None)  # kernels before 5.3, other systems
+    code = "import subprocess, sys; subprocess.Popen(['sleep', '600']); print('hi')"
+    result = run_once(_py(code, timeout=30), _root(state_repo), "x", {})
+    assert (result.status, result.output) == ("ok", "hi")
+
+
+def test_orphans_are_found_by_a_scan_of_proc_where_threads_list_no_children(tmp_path, state_repo, monkeypatch):
+    import aevolve._gate.runner as runner
+
+    runner._prepare()
+    monkeypatch.setattr(runner._reaper, "children_files", False)  # kernels without CONFIG_PROC_CHILDREN
+    config, pid_file = _orphan_runner(tmp_path, "scan")
+    assert run_once(config, _root(state_repo), "x", {}).status == "ok"
+    grandchild = int(pid_file.read_text())
+    wait_until(lambda: not alive(grandchild), timeout=10, what="the orphaned grandchild to die")

@@ -6,7 +6,7 @@ import subprocess
 
 from aevolve._git.notes import write_gate_report
 from aevolve._git.repo import Repo
-from aevolve._state.gitsetup import configure_repo, setup
+from aevolve._state.gitsetup import configure_repo, configured, setup
 
 from conftest import git, make_state_repo, run_cli, write
 
@@ -66,10 +66,28 @@ def test_refspecs_are_added_once_per_remote(state_repo, tmp_path):
     fetch = git(state_repo, "config", "--get-all", "remote.origin.fetch").splitlines()
     assert fetch == [
         "+refs/heads/*:refs/remotes/origin/*",
-        "refs/notes/aevolve*:refs/notes/aevolve*",
         "+refs/notes/aevolve*:refs/notes/remotes/origin/aevolve*",
-        "refs/aevolve/*:refs/aevolve/*",
+        "+refs/aevolve/*:refs/aevolve-remotes/origin/*",
     ]
+
+
+def test_outdated_fetch_refspecs_into_the_local_refs_are_replaced(state_repo, tmp_path):
+    bare = tmp_path / "r.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(state_repo, "remote", "add", "origin", str(bare))
+    for spec in ("refs/notes/aevolve*:refs/notes/aevolve*", "refs/aevolve/*:refs/aevolve/*"):
+        git(state_repo, "config", "--add", "remote.origin.fetch", spec)
+    repo = Repo.open(state_repo)
+    assert configured(repo)[1]["origin"]["configured"] is False
+
+    report = setup(repo)
+
+    fetch = git(state_repo, "config", "--get-all", "remote.origin.fetch").splitlines()
+    assert fetch == ["+refs/heads/*:refs/remotes/origin/*",
+                     "+refs/notes/aevolve*:refs/notes/remotes/origin/aevolve*",
+                     "+refs/aevolve/*:refs/aevolve-remotes/origin/*"]
+    assert any("(removed" in line for line in report.config)
+    assert configured(repo)[1]["origin"] == {"configured": True, "missing": []}
 
 
 def test_a_user_push_refspec_is_respected(state_repo, tmp_path):
@@ -108,11 +126,11 @@ def test_plain_fetch_and_push_carry_gate_notes_and_aevolve_refs(tmp_path):
     git(tmp_path, "clone", "-q", str(bare), str(other))
     assert run_cli("hooks", "install", cwd=other).returncode == 0
     git(other, "fetch", "-q")
-    assert git(other, "notes", "--ref=aevolve", "list", head)
-    assert git(other, "rev-parse", "refs/aevolve/observations") == head
+    assert git(other, "notes", "--ref=remotes/origin/aevolve", "list", head)  # the remote-tracking copy
+    assert git(other, "rev-parse", "refs/aevolve-remotes/origin/observations") == head
 
 
-def test_fetch_never_overwrites_diverged_local_notes(tmp_path):
+def test_fetch_after_a_local_gate_succeeds_and_keeps_the_local_notes(tmp_path):
     _source, bare, clone = _remote_with_clone(tmp_path)
     head = git(clone, "rev-parse", "HEAD")
     repo = Repo.open(clone)
@@ -121,8 +139,8 @@ def test_fetch_never_overwrites_diverged_local_notes(tmp_path):
     bare_repo = Repo.open(bare)
     write_gate_report(bare_repo, {"version": 1, "candidate": head, "decision": "reject", "reasons": ["remote"]})
     result = subprocess.run(["git", "fetch"], cwd=clone, capture_output=True, text=True)
-    assert "rejected" in result.stderr  # loud, and nothing lost
-    assert git(clone, "rev-parse", "refs/notes/aevolve") == local
+    assert result.returncode == 0 and "rejected" not in result.stderr, result.stderr
+    assert git(clone, "rev-parse", "refs/notes/aevolve") == local  # `aevolve sync` merges, never a fetch
     assert git(clone, "rev-parse", "refs/notes/remotes/origin/aevolve") == git(bare, "rev-parse", "refs/notes/aevolve")
 
 

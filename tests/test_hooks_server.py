@@ -226,7 +226,7 @@ def test_rewriting_the_gate_notes_is_refused(remote):
     result = push(clone, "--force", "origin", "refs/notes/aevolve")
     assert result.returncode != 0
     assert "non-fast-forward update of refs/notes/aevolve" in result.stderr
-    assert "git update-ref refs/notes/aevolve refs/notes/remotes/origin/aevolve" in result.stderr
+    assert "Run `aevolve sync`" in result.stderr
     assert "notes merge" not in result.stderr
 
 

@@ -74,18 +74,55 @@ def test_init_turns_an_unborn_master_into_main(tmp_path):
     assert git(root, "status", "--porcelain") == ""
 
 
-def test_init_keeps_history_on_another_branch(tmp_path):
+def test_init_refuses_history_on_master_and_changes_nothing(tmp_path):
     root = tmp_path / "agent"
     write(root, SAMPLE_STATE)
     git(root.parent, "init", "-q", "-b", "master", str(root))
     git(root, "add", "-A")
     git(root, "commit", "-qm", "on master")
-    master = git(root, "rev-parse", "master")
+    refs, files = git(root, "for-each-ref"), file_bytes(root)
 
-    init_repo(root)
+    proc = run_cli("init", root)
 
-    assert git(root, "rev-parse", "main~1") == master
-    assert git(root, "rev-parse", "master") == master
+    assert proc.returncode == 2
+    assert "git branch -m master main" in proc.stderr
+    assert git(root, "for-each-ref") == refs and file_bytes(root) == files
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_init_refuses_a_checkout_of_another_branch_than_main(tmp_path):
+    root = tmp_path / "agent"
+    write(root, SAMPLE_STATE)
+    git(root.parent, "init", "-q", "-b", "main", str(root))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "existing")
+    git(root, "switch", "-q", "-c", "feature")
+    refs = git(root, "for-each-ref")
+
+    proc = run_cli("init", root)
+
+    assert proc.returncode == 2 and "git switch main" in proc.stderr
+    assert git(root, "for-each-ref") == refs
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_init_in_a_clone_of_a_state_repository_only_configures(tmp_path):
+    source = tmp_path / "source"
+    write(source, {k: v for k, v in SAMPLE_STATE.items() if not k.startswith("skills/")})
+    init_repo(source)
+    git(source, "rm", "-q", "skills/.gitkeep")  # no skills: a clone gets no skills/ folder at all
+    git(source, "commit", "-qm", "no skills yet")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(source), str(clone))
+    main, files = git(clone, "rev-parse", "main"), file_bytes(clone)
+
+    result = init_repo(clone)
+
+    assert result.existing and result.commit is None and result.added == []
+    assert git(clone, "rev-parse", "main") == main  # no ungated commit for pre-push to refuse
+    assert file_bytes(clone) == files and git(clone, "status", "--porcelain") == ""
+    assert git(clone, "config", "merge.aevolve-jsonl.driver").endswith("merge-jsonl %O %A %B %P")
+    assert "remote.origin.fetch = +refs/notes/aevolve*:refs/notes/remotes/origin/aevolve*" in result.configured
 
 
 def test_running_init_twice_changes_nothing(tmp_path):

@@ -13,14 +13,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "aevolve"
 
 LAYERS = {
-    "_errors": 0, "_config": 0, "_faults": 0,
+    "_errors": 0, "_config": 0, "_faults": 0, "_json": 0,
     "_git": 1,
     "_state": 2,
     "_trust": 3,
     "_propose": 4,
     "_gate": 5,
     "_promote": 6,
-    "_hooks": 7, "_review": 7,
+    "_hooks": 7, "_review": 7, "_remote": 7, "_report": 7, "_ecosystem": 7,
     "_demo": 8,
     "cli": 9,
     "__main__": 9,  # `python -m aevolve`: the command line's entry point

@@ -3,11 +3,16 @@ request and names every failed attempt. A real HTTP server on 127.0.0.1, the rea
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+
 import pytest
 
-from aevolve._errors import EvolverFailed
+from aevolve._errors import EvolverFailed, UsageError
 from aevolve._propose import llm
 
+from conftest import wait_until
 from fake_openai import FakeOpenAI
 
 ANSWER = {"pass": True, "reason": "fine"}
@@ -71,8 +76,8 @@ def test_a_client_error_is_refused_without_a_retry(server):
 
 
 def test_a_timeout_is_retried_and_reported(server):
-    server.answer_json(ANSWER, delay=3).answer_json(ANSWER)
-    answer = ask(server, timeout=0.2)
+    server.answer_json(ANSWER, delay=5).answer_json(ANSWER)
+    answer = ask(server, timeout=1.5)  # a total deadline: room for a loaded machine
     assert answer.data == ANSWER and len(server.requests) == 2 and answer.usage.requests == 2
 
 
@@ -80,3 +85,67 @@ def test_a_repair_round_counts_as_another_answer_not_a_retry(server):
     server.answer("not json").answer_json(ANSWER)
     answer = ask(server)
     assert answer.attempts == 2 and answer.usage.requests == 2
+
+
+# -- deadlines and bounds ------------------------------------------------------------------
+
+
+def _client_threads() -> set:
+    return {t for t in threading.enumerate() if not t.name.startswith("fake-openai")}
+
+
+def test_timeout_is_a_total_deadline_not_a_per_read_one(server):
+    server.drip(json.dumps(ANSWER), interval=0.2)  # every read succeeds; the whole body takes seconds
+    started = time.monotonic()
+    with pytest.raises(EvolverFailed) as error:
+        ask(server, timeout=1, max_retries=0)
+    assert time.monotonic() - started < 30  # a hang detector, not a benchmark
+    assert "timed out: no complete answer within timeout=1s" in str(error.value)
+    assert server.base_url.split("//")[1] in str(error.value)  # names the endpoint
+
+
+def test_total_bounds_the_call_with_its_retries_and_waits(server):
+    server.error(500, "boom", headers={"Retry-After": "30"}).answer_json(ANSWER)
+    chosen = llm.resolve_settings({}, overrides={"api_key": "test", "model": "fake-model",
+                                                 "base_url": server.base_url, "max_retries": 3}, env={})
+    with pytest.raises(EvolverFailed) as error:
+        llm.chat_json(llm.make_client(chosen, total=5), chosen.model, MESSAGES, settings=chosen)
+    assert len(server.requests) == 1  # a 30 s wait cannot fit in 5 s: not waited for
+    assert "not retried: evolver.timeout=5s leaves no room" in str(error.value)
+
+
+def test_a_response_over_max_response_bytes_is_refused(server):
+    server.answer("x" * 200_000)
+    with pytest.raises(EvolverFailed) as error:
+        ask(server, max_response_bytes=65536, max_retries=3)
+    assert "larger than max_response_bytes=65536" in str(error.value)
+    assert len(server.requests) == 1  # not retried: the same endpoint would answer the same
+
+
+def test_no_watchdog_thread_outlives_a_call(server):
+    before = _client_threads()
+    server.drip(json.dumps(ANSWER), interval=0.5).answer_json(ANSWER)
+    ask(server, timeout=1.5, max_retries=1)
+    wait_until(lambda: _client_threads() <= before, timeout=10, what="the call's threads to end")
+
+
+def test_a_storm_of_identical_failures_is_listed_once(server):
+    for _ in range(4):
+        server.error(503, "overloaded")
+    with pytest.raises(EvolverFailed) as error:
+        ask(server, max_retries=3)
+    assert "attempts 1-4: HTTP 503: overloaded" in str(error.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True, "soon"])
+def test_a_timeout_that_is_not_a_finite_number_is_a_usage_error(value):
+    with pytest.raises(UsageError, match="timeout must be a finite number"):
+        llm.resolve_settings({}, overrides={"timeout": value}, env={})
+
+
+def test_json_nested_deeper_than_the_bound_is_not_usable():
+    with pytest.raises(ValueError, match="nested deeper than 200 levels"):
+        llm.parse_json_content("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested deeper than 200 levels"):
+        llm.parse_json_content("[" * 201 + "]" * 201)
+    assert llm.parse_json_content("[" * 200 + "]" * 200) is not None

@@ -111,3 +111,63 @@ def test_concurrent_observe_processes_lose_nothing(state_repo, tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     assert len(load_observations(state_repo)) == 20
     assert subprocess.run(["git", "fsck", "--strict"], cwd=state_repo, capture_output=True).returncode == 0
+
+
+# -- bounds: observe.max_bytes and observe.max_records of main's aevolve.yaml ------------
+
+
+def set_limits(root, **limits):
+    """Commit `observe.KEY: VALUE` for each limit into main's aevolve.yaml."""
+    config = root / "aevolve.yaml"
+    text = config.read_text()
+    for key, value in limits.items():
+        text = text.replace(f"  {key}: ", f"  {key}: {value}  # was ", 1)
+    config.write_text(text)
+    git(root, "commit", "-qam", "observe limits")
+
+
+def test_more_records_than_max_records_is_refused_and_nothing_is_ingested(state_repo, tmp_path):
+    set_limits(state_repo, max_records=3)
+    source = jsonl(tmp_path / "o.jsonl", [obs(i) for i in range(5)])
+    proc = run_cli("observe", source, cwd=state_repo)
+    assert proc.returncode == 3
+    assert f"{source}:4: more than 3 observations in one run (observe.max_records in aevolve.yaml)" in proc.stderr
+    assert git(state_repo, "for-each-ref", OBSERVATIONS_REF) == ""
+
+
+def test_max_records_counts_every_file_of_one_run(state_repo, tmp_path):
+    set_limits(state_repo, max_records=3)
+    first = jsonl(tmp_path / "a.jsonl", [obs(1), obs(2)])
+    second = jsonl(tmp_path / "b.jsonl", [obs(3), obs(4)])
+    proc = run_cli("observe", first, second, cwd=state_repo)
+    assert proc.returncode == 3 and f"{second}:2: more than 3 observations" in proc.stderr
+    assert load_observations(state_repo) == []
+
+
+def test_input_larger_than_max_bytes_is_refused_and_nothing_is_ingested(state_repo, tmp_path):
+    set_limits(state_repo, max_bytes=300)
+    source = jsonl(tmp_path / "o.jsonl", [obs(i) for i in range(3)])  # ~150 bytes a line
+    proc = run_cli("observe", source, cwd=state_repo)
+    assert proc.returncode == 3
+    assert f"{source}: the input is larger than 300 bytes (observe.max_bytes in aevolve.yaml)" in proc.stderr
+    assert load_observations(state_repo) == []
+
+
+def test_a_line_without_end_on_stdin_stops_at_max_bytes(state_repo):
+    set_limits(state_repo, max_bytes=1000)
+    proc = run_cli("observe", "-", cwd=state_repo, input="x" * 100_000)
+    assert proc.returncode == 3 and "<stdin>: the input is larger than 1,000 bytes" in proc.stderr
+
+
+def test_input_exactly_at_the_limits_is_accepted(state_repo, tmp_path):
+    source = jsonl(tmp_path / "o.jsonl", [obs(1), obs(2)])
+    set_limits(state_repo, max_bytes=source.stat().st_size, max_records=2)
+    assert observe(state_repo, [source]).added == 2
+
+
+def test_the_limits_are_mains_not_the_checkouts(state_repo, tmp_path):
+    set_limits(state_repo, max_records=1)
+    config = state_repo / "aevolve.yaml"
+    config.write_text(config.read_text().replace("max_records: 1 ", "max_records: 1000 "))  # not committed
+    proc = run_cli("observe", jsonl(tmp_path / "o.jsonl", [obs(1), obs(2)]), cwd=state_repo)
+    assert proc.returncode == 3 and "more than 1 observations" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -390,3 +391,120 @@ def test_a_verdict_against_an_older_main_is_stale_and_does_not_move_main(repo):
     with pytest.raises(NotGated, match=r"gated against .* but its parent is"):
         promote(repo, tip, regate=False)
     assert repo.ref_target(MAIN) == middle != old_main
+
+
+# -- a promotion killed between the ref transaction and the checkout update -------------------
+
+KILLED_CHANGE = {"prompts/system.md": "Be precise.\n", "tools/registry.yaml": None,
+                 "skills/new/SKILL.md": "---\nname: new\ndescription: d\n---\n"}
+
+
+def promote_killed_at(root, repo: Repo, stage: str, files: dict | None = None) -> tuple[str, str]:
+    """Start `aevolve promote` in a real process, kill it at `stage`; (old main, candidate)."""
+    old = repo.ref_target(MAIN)
+    cand = candidate(repo, files or KILLED_CHANGE, branch="evolve/killed")
+    accept(repo, cand)
+    env = {**os.environ, "AEVOLVE_TEST_PAUSE_AT": stage, "AEVOLVE_TEST_PAUSE_SECONDS": "60"}
+    proc = subprocess.Popen([sys.executable, "-m", "aevolve", "promote", "evolve/killed", "--no-regate"], cwd=root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr.readline().strip() == f"aevolve-test-pause {stage}"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    return old, cand
+
+
+def test_a_promotion_killed_before_the_checkout_update_leaves_the_checkout_behind(repo):
+    root = repo.workdir
+    _, cand = promote_killed_at(root, repo, "promote-checkout")
+    assert repo.ref_target(MAIN) == cand
+    assert (root / "prompts/system.md").read_text() == SAMPLE_STATE["prompts/system.md"]  # the checkout did not follow
+    assert status(root) != ""
+    assert (repo.git_dir / "aevolve" / "promote-journal.json").exists()
+
+
+def test_the_next_command_finishes_the_interrupted_checkout_update(repo):
+    root = repo.workdir
+    _, cand = promote_killed_at(root, repo, "promote-checkout")
+    result = run_cli("log", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "finished an interrupted promotion" in result.stderr and str(root) in result.stderr
+    assert status(root) == ""
+    assert git(root, "rev-parse", "HEAD") == cand
+    assert (root / "prompts/system.md").read_text() == "Be precise.\n"
+    assert not (root / "tools/registry.yaml").exists()
+    assert (root / "skills/new/SKILL.md").exists()
+    assert not (repo.git_dir / "aevolve" / "promote-journal.json").exists()
+
+
+def test_after_healing_the_next_promotion_carries_no_reverted_files(repo):
+    root = repo.workdir
+    _, first = promote_killed_at(root, repo, "promote-checkout")
+    assert run_cli("status", cwd=root).returncode in (0, 1)  # heals; validity is not the point
+    second = candidate(repo, {"prompts/system.md": "Be precise. Be kind.\n"})
+    accept(repo, second)
+    promote(repo, second, regate=False)
+    assert status(root) == ""
+    assert git(root, "diff", "--name-only", first, "HEAD") == "prompts/system.md"  # nothing of OLD came back
+    assert not (root / "tools/registry.yaml").exists()
+
+
+def test_promote_through_the_api_heals_first(repo, capsys):
+    root = repo.workdir
+    promote_killed_at(root, repo, "promote-checkout")
+    second = candidate(repo, {"prompts/system.md": "again\n"})
+    accept(repo, second)
+    promote(repo, second, regate=False)
+    assert "finished an interrupted promotion" in capsys.readouterr().err
+    assert status(root) == "" and (root / "prompts/system.md").read_text() == "again\n"
+
+
+def test_a_file_already_written_by_the_killed_update_is_taken_as_done(repo):
+    root = repo.workdir
+    promote_killed_at(root, repo, "promote-checkout")
+    (root / "prompts/system.md").write_text("Be precise.\n")  # read-tree had written this one when killed
+    result = run_cli("log", cwd=root)
+    assert "finished an interrupted promotion" in result.stderr
+    assert status(root) == ""
+
+
+def test_local_work_in_the_way_is_kept_and_the_fix_is_named(repo):
+    root = repo.workdir
+    _, cand = promote_killed_at(root, repo, "promote-checkout")
+    (root / "prompts/system.md").write_text("my edit, not saved anywhere\n")
+    result = run_cli("log", cwd=root)
+    assert result.returncode == 0
+    assert "save or discard" in result.stderr and "read-tree -m -u" in result.stderr
+    assert (root / "prompts/system.md").read_text() == "my edit, not saved anywhere\n"
+    assert (repo.git_dir / "aevolve" / "promote-journal.json").exists()
+    second = candidate(repo, {"memory/episodic.jsonl": ""})
+    accept(repo, second)
+    with pytest.raises(Conflict, match="save or discard"):
+        promote(repo, second, regate=False)
+    assert repo.ref_target(MAIN) == cand
+    (root / "prompts/system.md").write_text(SAMPLE_STATE["prompts/system.md"])  # discarded: back to OLD's
+    assert "finished an interrupted promotion" in run_cli("log", cwd=root).stderr
+    assert status(root) == ""
+
+
+def test_a_promotion_killed_before_its_transaction_committed_leaves_nothing_to_finish(repo):
+    root = repo.workdir
+    old, _ = promote_killed_at(root, repo, "promote-prepare")  # the process only: git aborts the transaction
+    assert repo.ref_target(MAIN) == old
+    result = run_cli("log", cwd=root)
+    assert "nothing to finish" in result.stderr
+    assert not (repo.git_dir / "aevolve" / "promote-journal.json").exists()
+    assert status(root) == ""
+
+
+def test_an_interrupted_update_of_a_linked_worktree_is_finished(repo, tmp_path):
+    root = repo.workdir
+    git(root, "switch", "-q", "-c", "work")
+    linked = tmp_path / "deploy"
+    git(root, "worktree", "add", "-q", str(linked), "main")
+    _, cand = promote_killed_at(linked, repo, "promote-checkout")
+    assert status(linked) != ""
+    result = run_cli("log", cwd=root)  # any command, from any worktree
+    assert f"checkout {linked} updated" in result.stderr
+    assert status(linked) == "" and git(linked, "rev-parse", "HEAD") == cand

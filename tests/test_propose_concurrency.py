@@ -60,3 +60,23 @@ def test_a_propose_killed_at_any_stage_leaves_no_branch_or_a_complete_one(state_
     assert git(state_repo, "status", "--porcelain") == ""
     ok, err = fsck_clean(state_repo)
     assert ok, err
+
+
+def test_concurrent_proposes_of_one_change_open_one_branch(state_repo, tmp_path):
+    """docs/propose.md: the same change again on the same base says so instead of a duplicate."""
+    same = edit_file(tmp_path, 0)
+    # Held after the early duplicate check, so every process passes it before any branch exists:
+    # only the check under the lock can keep them from opening eight.
+    env = {**os.environ, "AEVOLVE_TEST_PAUSE_AT": "policy", "AEVOLVE_TEST_PAUSE_SECONDS": "2"}
+    procs = [subprocess.Popen(propose_argv(same), cwd=state_repo, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    created = [r["branch"] for r in results if not r["nothing_to_do"]]
+    assert len(created) == 1
+    refs = git(state_repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/evolve/").split()
+    assert refs == created
+    for r in results:
+        if r["nothing_to_do"]:
+            assert r["reason"] == f"the same change is already proposed on {created[0]}"

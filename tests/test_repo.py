@@ -354,3 +354,55 @@ def test_list_files_of_a_whole_tree_equals_walking_it(tmp_path):
     assert repo.list_files(tree) == list(repo.walk(tree))
     modes = {f.path: f.mode for f in repo.list_files(tree)}
     assert modes["tools/run.sh"] == 0o100755 and modes["link.md"] == 0o120000 and "memory/é.jsonl" in modes
+
+
+# -- storage faults are not contention --------------------------------------------------------
+
+
+def test_a_lock_released_while_waiting_is_contention_not_a_stale_lock(state_repo):
+    import threading
+
+    from aevolve._git.repo import check_lock
+
+    lock = Path(state_repo) / ".git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    threading.Timer(0.05, lock.unlink).start()  # a live git finishing its write
+    check_lock(lock)  # returns: the caller retries
+    assert not lock.exists()
+
+
+def test_a_lock_still_there_after_a_live_git_would_be_done_is_stale(state_repo):
+    from aevolve._errors import StaleLock
+    from aevolve._git.repo import check_lock
+
+    lock = Path(state_repo) / ".git" / "HEAD.lock"
+    lock.write_text("")
+    with pytest.raises(StaleLock, match="remove the file manually") as err:
+        check_lock(lock)
+    assert err.value.path == str(lock) and err.value.exit_code == 7
+
+
+def test_a_remote_refusing_permission_is_not_a_storage_error():
+    from aevolve._git.repo import storage_error
+
+    assert storage_error("git@example.com: Permission denied (publickey).\nfatal: Could not read from "
+                         "remote repository.", "/r/.git") is None
+
+
+def test_read_only_and_full_disk_complaints_are_storage_errors_naming_the_path():
+    from aevolve._git.repo import storage_error
+
+    ro = storage_error("fatal: cannot lock ref 'refs/heads/main': Unable to create '/r/.git/refs/heads/main.lock': "
+                       "Read-only file system", "/r/.git")
+    full = storage_error("failed to write out file: No space left on device", "/r/.git/objects")
+    assert ro is not None and ro.path == "/r/.git/refs/heads/main.lock" and "read-only" in str(ro)
+    assert full is not None and full.path == "/r/.git/objects" and "disk full" in str(full)
+
+
+def test_linked_worktrees_share_the_repository_lock(state_repo, tmp_path):
+    linked = tmp_path / "linked"
+    git(state_repo, "worktree", "add", "-q", "-b", "other", str(linked))
+    main, other = Repo.open(state_repo), Repo.open(linked)
+    assert other.git_dir != main.git_dir and other.common_dir == main.common_dir == main.git_dir
+    with main.lock("promote"), pytest.raises(LockBusy), other.lock("promote", timeout=0.1):
+        pass

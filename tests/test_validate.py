@@ -329,3 +329,11 @@ def test_fast_schema_path_gives_exactly_what_jsonschema_gives():
         assert schemas.check_fast("skill-frontmatter", doc) == schemas.check("skill-frontmatter", doc), doc
     for doc in MEMORY_LINES:
         assert schemas.check_fast("memory-entry", doc) == schemas.check("memory-entry", doc), doc
+
+
+def test_a_problem_shows_a_path_with_control_characters_escaped():
+    from aevolve._state.validate import Problem
+
+    shown = str(Problem("prompts/red\x1b[31m\u202e.md", "unsafe path"))
+    assert shown == '"prompts/red\\x1b[31m\\u202e.md": unsafe path'
+    assert str(Problem("prompts/café.md", "m", line=3)) == "prompts/café.md:3: m"

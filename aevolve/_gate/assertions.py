@@ -18,6 +18,7 @@ from typing import Any
 
 from aevolve._errors import AssertionSetupError
 from aevolve._gate.runner import RunResult
+from aevolve._json import loads
 
 
 @dataclass
@@ -72,7 +73,7 @@ def _equals(spec, run, ctx):
         got = run.output
     else:
         try:
-            got = json.loads(run.output)
+            got = loads(run.output)
         except json.JSONDecodeError:
             return False, f"output {_short(run.output)} is not JSON, expected {_short(want)}"
     if got == want:
@@ -109,7 +110,7 @@ def _starts_with(spec, run, ctx):
 
 def _is_json(spec, run, ctx):
     try:
-        data = json.loads(run.output)
+        data = loads(run.output)
     except json.JSONDecodeError as exc:
         return False, f"output is not JSON ({exc.msg})"
     schema = spec.get("schema") if isinstance(spec.get("schema"), dict) else spec.get("value")
@@ -169,7 +170,7 @@ def _json_path(spec, run, ctx):
         raise AssertionSetupError("json-path needs `path`, e.g. path: $.answer.items[0]")
     parts = parse_path(path)
     try:
-        data = json.loads(run.output)
+        data = loads(run.output)
     except json.JSONDecodeError as exc:
         return False, f"output is not JSON ({exc.msg})"
     found = follow(data, parts)

@@ -76,7 +76,27 @@ def execute(repo, plan: list[Job], exams: dict[str, Exam], *, jobs: int = 1, use
         cache.put_many([(k, run) for k, run in fresh if k not in timed and run.error_kind != "tampered"])
     finally:
         cache.close()
+        for guard in guards.values():  # release each tree's lock now, not when freed (gc waits on it)
+            guard.close()
+    cut = _cut_notice(out, exams)
+    if cut:
+        out.notices.append(cut)
     return out
+
+
+CUT_SHOWN = 10
+
+
+def _cut_notice(out: Runs, exams: dict[str, Exam]) -> str:
+    """Which cases printed more than gate.max_output_bytes (RunResult.truncated), in one line."""
+    cut = sorted({(job.case, stream, exams[job.exam].runner.max_output_bytes)
+                  for job, graded in out.graded.items() for stream in getattr(graded.run, "truncated", ())})
+    if not cut:
+        return ""
+    shown = ", ".join(f"{case} ({stream} past {cap} bytes)" for case, stream, cap in cut[:CUT_SHOWN])
+    more = f" and {len(cut) - CUT_SHOWN} more" if len(cut) > CUT_SHOWN else ""
+    return (f"output was cut at gate.max_output_bytes: {shown}{more}; the head of stdout was kept and judged "
+            "as plain text, the tail of stderr was kept, the rest was discarded")
 
 
 def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Runs) -> list:

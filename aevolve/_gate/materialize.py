@@ -15,10 +15,20 @@ A folder is written into a temporary folder and renamed into place, so a
 concurrent gate sees either nothing or a complete copy. A rebuild moves the old
 folder aside first (`<tree-id>.stale-<random>`): runs still using it as their
 cwd keep a valid folder, and it is never reused (its name no longer matches).
+
+While a gate uses a folder it holds a shared `flock` on `.git/aevolve/tree-locks/<tree-id>`
+and sets that file's mtime (the tree's last use). `aevolve gc` removes a folder
+only under an exclusive lock on the same file (`remove_tree`): it renames the
+folder to a stale name, unlinks the lock file, then deletes; a gate waiting for
+the lock finds its file unlinked, takes a new one and rebuilds the folder. The
+kernel releases the lock of a killed gate. A folder that cannot be written (a
+read-only `.git/aevolve`, a full disk) is a StorageError naming the path.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
 import secrets
@@ -26,11 +36,14 @@ import shutil
 import stat
 import tempfile
 import threading
-from contextlib import suppress
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from aevolve._errors import Conflict
+from aevolve._errors import Conflict, StorageError
 from aevolve._git.repo import BLOB_EXECUTABLE, LINK, Repo
 
 _BAD_PARTS = {"", ".", "..", ".git"}
@@ -39,6 +52,10 @@ CONCURRENT_CHANGE = "(state dir was modified by a concurrent run)"
 _INSTALL_ATTEMPTS = 5
 _FILE_MODE = {True: 0o555, False: 0o444}  # executable?
 _DIR_MODE = 0o555
+LOCKS = "tree-locks"  # beside trees/, so a trees/ listing holds only copies
+LEFTOVER_AGE_S = 3600.0  # a .tmp-/.stale- folder this old belongs to no live gate
+# a location that cannot be written, as opposed to a bug
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 Signature = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, mode, inode
 
@@ -56,6 +73,26 @@ def trees_dir(repo: Repo) -> Path:
     return path
 
 
+def locks_dir(repo: Repo) -> Path:
+    return Path(repo.git_dir) / "aevolve" / LOCKS
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """An OSError of an unwritable location becomes a StorageError naming the path."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        path = exc.filename or what
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = "free space on that file system (`aevolve gc` removes unused copies) and retry"
+        else:
+            fix = "make .git/aevolve writable by this user (or gate in a writable clone) and retry"
+        raise StorageError(f"cannot write {what}: {exc.strerror} ({path}); {fix}", path) from None
+
+
 def materialize(repo: Repo, tree_id: str) -> Path:
     """The folder holding tree `tree_id`'s files, read-only and verified (kept for old callers)."""
     return MaterializedTree.open(repo, tree_id).root
@@ -68,6 +105,7 @@ class MaterializedTree:
         self.repo = repo
         self.tree_id = str(tree_id)
         self.root = trees_dir(repo) / self.tree_id
+        self._release: weakref.finalize | None = None  # closes the lock's fd, at `close` or when garbage
         self.repaired: list[str] = []
         self._files = _expected_files(repo, self.tree_id)  # path -> (blob id, mode)
         self._dirs = _parent_dirs(self._files)
@@ -79,9 +117,20 @@ class MaterializedTree:
 
     @classmethod
     def open(cls, repo: Repo, tree_id: str) -> MaterializedTree:
-        """The folder of `tree_id`: reused when it verifies, else (re)built."""
-        self = cls(repo, tree_id)
-        _sweep_stale(self.root.parent)
+        """The folder of `tree_id`: reused when it verifies, else (re)built. Held
+        (gc leaves it alone) until `close`, or until the object is garbage."""
+        with storage_errors(f"the materialized copy of tree {tree_id} under .git/aevolve/trees"):
+            self = cls(repo, tree_id)
+            _sweep_stale(self.root.parent)
+            self._release = weakref.finalize(self, _unlock, _hold(repo, self.tree_id))
+            try:
+                self._open()
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def _open(self) -> None:
         if os.path.lexists(self.root):
             # snapshot first: a write racing the check is either seen by the check or
             # changes a signature the next `end` compares
@@ -89,10 +138,20 @@ class MaterializedTree:
             self.repaired = _verify(self.root, self._files, self._dirs)
             if not self.repaired:
                 self._snapshot = snapshot
-                return self
+                return
             _discard(self.root)
         self._snapshot = self._build_into_place()
+
+    def close(self) -> None:
+        """Let gc remove the folder again (once no other gate holds it)."""
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> MaterializedTree:
         return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def begin(self) -> RunToken:
         """Take just before a run starts; hand it back to `end` after the run."""
@@ -113,7 +172,8 @@ class MaterializedTree:
                 changed = _diff(self._snapshot, _scan(self.root))
                 rebuilt_meanwhile = token.generation != self._generation
                 if changed:
-                    self._rebuild()
+                    with storage_errors(f"the materialized copy of tree {self.tree_id}"):
+                        self._rebuild()
                 if rebuilt_meanwhile:
                     changed.append(CONCURRENT_CHANGE)
             finally:
@@ -187,6 +247,141 @@ class MaterializedTree:
         return unused
 
 
+# -- in use, and removing by gc ----------------------------------------------------
+
+def _hold(repo: Repo, tree_id: str) -> int | None:
+    """A shared lock on the tree's lock file (its fd), marking it used now. None when
+    the location cannot be written: then no gc can remove the folder either."""
+    path = locks_dir(repo) / tree_id
+    while True:
+        try:
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:
+                return None
+            raise
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a gc renames the folder away
+        if _same_file(fd, path):
+            with suppress(OSError):
+                os.utime(fd)  # the last use, for gc
+            return fd
+        os.close(fd)  # a gc unlinked this file while we waited: take the new one
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing releases the flock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+@dataclass(frozen=True)
+class TreeCopy:
+    """A materialized folder as gc sees it."""
+
+    tree_id: str
+    path: Path
+    last_used: float  # the lock file's mtime; the folder's own for copies older than locks
+
+
+def list_trees(repo: Repo) -> list[TreeCopy]:
+    """Every materialized tree, most recently used first."""
+    folder, locks = trees_dir(repo), locks_dir(repo)
+    out = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith(".") or "." in entry.name:
+            continue  # .tmp- folders, .stale- copies
+        with suppress(FileNotFoundError):
+            used = entry.stat(follow_symlinks=False).st_mtime
+            with suppress(FileNotFoundError):
+                used = os.stat(locks / entry.name).st_mtime
+            out.append(TreeCopy(entry.name, Path(entry.path), used))
+    return sorted(out, key=lambda t: (-t.last_used, t.tree_id))
+
+
+def remove_tree(repo: Repo, copy: TreeCopy) -> int | None:
+    """Delete one materialized tree; its size in bytes, or None when a gate holds it
+    (or used it since it was listed)."""
+    lock = locks_dir(repo) / copy.tree_id
+    fd, created = _open_lock(lock)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a gate is using it
+        if not _same_file(fd, lock) or (not created and os.fstat(fd).st_mtime > copy.last_used):
+            return None  # another gc got there first, or a gate used it meanwhile
+        size = folder_size(copy.path)
+        stale = _move_aside(copy.path)
+        os.unlink(lock)  # a gate waiting on this file sees it unlinked and takes a new one
+    finally:
+        os.close(fd)
+    if stale is not None:
+        remove(stale)
+    return size
+
+
+def _open_lock(path: Path) -> tuple[int, bool]:
+    """The lock file's fd, and whether we created it (a copy older than lock files)."""
+    path.parent.mkdir(exist_ok=True)
+    while True:
+        try:
+            return os.open(path, os.O_RDONLY), False
+        except FileNotFoundError:
+            pass
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            continue  # a gate created it meanwhile
+
+
+def remove_leftovers(repo: Repo, now: float | None = None) -> tuple[int, int]:
+    """Folders killed gates left (`.tmp-`, `.stale-`) older than LEFTOVER_AGE_S, and lock
+    files of trees that are gone: (folders removed, bytes)."""
+    folder, cutoff = trees_dir(repo), (time.time() if now is None else now) - LEFTOVER_AGE_S
+    count = size = 0
+    for entry in os.scandir(folder):
+        if not (entry.name.startswith(".tmp-") or ".stale-" in entry.name):
+            continue
+        with suppress(FileNotFoundError):
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                size += folder_size(Path(entry.path))
+                remove(Path(entry.path))
+                count += 1
+    locks = locks_dir(repo)
+    if locks.is_dir():
+        for entry in os.scandir(locks):
+            if not os.path.lexists(folder / entry.name):
+                _unlink_unheld(Path(entry.path), folder / entry.name)
+    return count, size
+
+
+def _unlink_unheld(lock: Path, tree: Path) -> None:
+    """Unlink the lock file of a tree that is gone, unless a gate holds it (and may be
+    building the tree right now)."""
+    with suppress(FileNotFoundError):
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _same_file(fd, lock) and not os.path.lexists(tree):
+                os.unlink(lock)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of the regular files under `path`."""
+    return sum(st.st_size for st in _walk(path).values() if stat.S_ISREG(st.st_mode))
+
+
 # -- building -------------------------------------------------------------------
 
 def _expected_files(repo: Repo, tree_id: str) -> dict[str, tuple[str, int]]:
@@ -216,8 +411,11 @@ def _build(repo: Repo, files: dict[str, tuple[str, int]], parent: Path, tree_id:
     try:
         for path, (oid, mode) in files.items():
             target = tmp.joinpath(*path.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(repo.blob(oid))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(repo.blob(oid))
+            except OSError as exc:  # a failed write() names no file: say which one
+                raise OSError(exc.errno, exc.strerror, exc.filename or str(target)) from None
             os.chmod(target, _FILE_MODE[mode == BLOB_EXECUTABLE])
         for dirpath, _dirnames, _files in os.walk(tmp, topdown=False):
             os.chmod(dirpath, _DIR_MODE)

@@ -96,7 +96,8 @@ class GateReport:
             lines.append("Runner errors (not assertion failures):")
             for e in self.errors[:20]:
                 tail = (e.get("stderr") or "").strip().splitlines()[-1:] if e.get("stderr") else []
-                lines.append(f"  {e['case']} [{e['side']} run {e['repeat'] + 1}]: {e['error']}"
+                cut = f" [{' and '.join(e['truncated'])} cut]" if e.get("truncated") else ""
+                lines.append(f"  {e['case']} [{e['side']} run {e['repeat'] + 1}]: {e['error']}{cut}"
                              + (f" | stderr: {tail[0][:160]}" if tail else ""))
         others = [c for c in self._sorted_cases() if not c.get("regressed")]
         if others:

@@ -191,7 +191,7 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
         candidate_tree=t.cand_tree, baseline_tree=t.base_tree, cases=entries, errors=errors,
         static=static, summary=summary, policy=exam.policy,
         suite={"cases": len(exam.cases), "hash": content_hash(sorted((c.id, c.hash) for c in exam.cases)),
-               "runner": exam.runner.hash},
+               "runner": exam.runner.hash, "max_output_bytes": exam.runner.max_output_bytes},
         shard={"index": shard[0], "count": shard[1]} if shard else None,
         timings={"total_s": round(time.perf_counter() - started, 3), "runs_started": runs.started,
                  "runs_cached": runs.cached, "jobs": jobs},
@@ -223,10 +223,12 @@ def _side(results: list) -> dict:
         for reason in ([f"runner error: {g.run.error}"] if g.run.status == "error" else g.reasons):
             if reason not in failures and len(failures) < FAILURES_KEPT:
                 failures.append(reason)
+    truncated = sorted({s for g in results for s in g.run.truncated})  # output cut at gate.max_output_bytes
     return {"runs": runs, "passes": passes, "errors": errors,
             "pass_rate": round(passes / runs, 6) if runs else None, "failures": failures,
             "cached": bool(results) and all(g.run.cached for g in results),
-            "latency_ms": round(sum(g.run.latency_ms for g in results) / runs, 1) if runs else None}
+            "latency_ms": round(sum(g.run.latency_ms for g in results) / runs, 1) if runs else None,
+            **({"truncated": truncated} if truncated else {})}
 
 
 def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
@@ -249,7 +251,8 @@ def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
                 if g.run.status == "error":
                     errors.append({"case": case.id, "side": side, "repeat": rep, "error": g.run.error,
                                    "kind": g.run.error_kind, "exit_code": g.run.exit_code,
-                                   "stderr": g.run.stderr[-STDERR_IN_REPORT:]})
+                                   "stderr": g.run.stderr[-STDERR_IN_REPORT:],
+                                   **({"truncated": g.run.truncated} if g.run.truncated else {})})
         entries.append(judge_case(entry, exam.policy["significance"]))
     return entries, errors
 

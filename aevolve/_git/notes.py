@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 
 from aevolve._git.repo import NOTES_REF, Repo
+from aevolve._json import loads
 
 
 def parse_report(data: bytes | None) -> dict | None:
-    """A gate report from a note's bytes, or None (absent, not JSON, not a report)."""
+    """A gate report from a note's bytes, or None (absent, not JSON, not a report, or
+    nested deeper than aevolve._json.MAX_DEPTH: a pushed note is anyone's input).
+    NaN is accepted here: an older report may carry a runner's NaN cost."""
     if data is None:
         return None
     try:
-        report = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        report = loads(data, allow_nan=True)
+    except ValueError:  # not JSON, not UTF-8, or nested too deep
         return None
     return report if isinstance(report, dict) and "decision" in report else None
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,8 @@ from aevolve._errors import (
     PatchDoesNotApply,
     RefMoved,
     RefNotFound,
+    StaleLock,
+    StorageError,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +48,9 @@ BLOB = 0o100644
 BLOB_EXECUTABLE = 0o100755
 TREE = 0o040000
 LINK = 0o120000
+
+# A ref lock held by a live git lasts milliseconds; one this old was left by a process that died.
+STALE_LOCK_SECONDS = 2.0
 
 
 def note_paths(commit: str) -> list[str]:
@@ -112,6 +118,17 @@ class Repo:
     @property
     def workdir(self) -> Path | None:
         return self._workdir
+
+    @property
+    def common_dir(self) -> Path:
+        """The folder every worktree shares (refs, objects): the git dir itself,
+        except in a linked worktree, whose git dir is .git/worktrees/NAME."""
+        try:
+            shared = (self.git_dir / "commondir").read_text().strip()
+        except OSError:
+            return self.git_dir
+        path = Path(shared)
+        return (path if path.is_absolute() else self.git_dir / path).resolve()
 
     @property
     def aevolve_dir(self) -> Path:
@@ -282,14 +299,17 @@ class Repo:
         ignored = pygit2.enums.FileStatus.IGNORED
         return any(not flags & ignored for flags in self.git.status(untracked_files="all").values())
 
-    def index_files(self) -> dict[str, TreeFile]:
+    def index_files(self, gitlinks: list[str] | None = None) -> dict[str, TreeFile]:
         """The index's files. One `git ls-files -s` is ~3x faster than iterating
-        pygit2's index on a 10,000-file state (one Python object per entry there)."""
+        pygit2's index on a 10,000-file state (one Python object per entry there).
+        Submodules are no files of the state; their paths go to `gitlinks` when given."""
         out = self.run_git(["ls-files", "--stage", "-z"], input=b"").stdout
         files: dict[str, TreeFile] = {}
         for (mode, oid, stage), raw in _records(out):
             if mode == b"160000":
-                continue  # submodules are not part of an agent's state
+                if gitlinks is not None:
+                    gitlinks.append(raw.decode("utf-8", "surrogateescape"))
+                continue
             path = raw.decode("utf-8", "surrogateescape")
             if stage == b"0" or path not in files:  # a conflict: keep one side, the path exists
                 files[path] = TreeFile(path, oid.decode(), int(mode, 8))
@@ -351,8 +371,9 @@ class Repo:
                 yield TreeFile(path, str(entry.id), entry.filemode)
             # submodule entries ("commit") are not part of an agent's state
 
-    def list_files(self, tree: pygit2.Tree) -> list[TreeFile]:
-        """Every file of a whole state's tree, as `walk` gives them.
+    def list_files(self, tree: pygit2.Tree, gitlinks: list[str] | None = None) -> list[TreeFile]:
+        """Every file of a whole state's tree, as `walk` gives them; the paths of
+        submodules (gitlinks, no files of the state) go to `gitlinks` when given.
 
         One `git ls-tree -r` lists a 10,000-skill tree 2-3x faster than walking
         it object by object from Python.
@@ -362,6 +383,8 @@ class Repo:
         for (mode, kind, oid), path in _records(out):
             if kind == b"blob":
                 files.append(TreeFile(path.decode("utf-8", "surrogateescape"), oid.decode(), int(mode, 8)))
+            elif kind == b"commit" and gitlinks is not None:
+                gitlinks.append(path.decode("utf-8", "surrogateescape"))
         return files
 
     # -- writing objects ---------------------------------------------------
@@ -376,7 +399,13 @@ class Repo:
         Only the trees on the edited paths are rewritten, so a one-file change in
         a 10,000-skill state costs a handful of object writes.
         """
-        modes = modes or {}
+        with self._writing_objects():
+            tree = self._build_tree(base, edits, modes or {})
+        self._check_written(tree)
+        return tree
+
+    def _build_tree(self, base: pygit2.Tree | None, edits: Mapping[str, bytes | None],
+                    modes: Mapping[str, int]) -> pygit2.Oid:
         grouped: dict[str, dict[str, bytes | None]] = {}
         for path, data in edits.items():
             head, _, rest = path.partition("/")
@@ -395,7 +424,7 @@ class Repo:
                 continue
             child_base = self.tree(existing.id) if existing is not None and existing.type_str == "tree" else None
             child_modes = {k.partition("/")[2]: v for k, v in modes.items() if k.startswith(name + "/")}
-            child = self.build_tree(child_base, sub, child_modes)
+            child = self._build_tree(child_base, sub, child_modes)
             if len(self.tree(child)) == 0:
                 if existing is not None:
                     builder.remove(name)
@@ -425,10 +454,43 @@ class Repo:
         import pygit2
 
         tree_id = pygit2.Oid(hex=tree) if isinstance(tree, str) else tree
-        return self.git.create_commit(
-            None, author or self.signature("author"), self.signature("committer"), message, tree_id,
-            [pygit2.Oid(hex=str(p)) for p in parents],
-        )
+        with self._writing_objects():
+            oid = self.git.create_commit(
+                None, author or self.signature("author"), self.signature("committer"), message, tree_id,
+                [pygit2.Oid(hex=str(p)) for p in parents],
+            )
+        # on a full disk libgit2 returns the id of a commit it never wrote (measured)
+        self._check_written(oid, tree_id)
+        return oid
+
+    @property
+    def objects_dir(self) -> Path:
+        return Path(os.environ.get("GIT_OBJECT_DIRECTORY") or self.common_dir / "objects")
+
+    @contextlib.contextmanager
+    def _writing_objects(self) -> Iterator[None]:
+        """libgit2 reports a full disk or a read-only folder as a bare OSError or
+        GitError without errno: say it as the StorageError it is."""
+        import pygit2
+
+        try:
+            yield
+        except (pygit2.GitError, OSError) as exc:
+            if storage_error(str(exc), self.objects_dir) is None and getattr(exc, "errno", None) not in _STORAGE:
+                raise
+            raise self._objects_error(str(exc)) from None
+
+    def _check_written(self, *oids: pygit2.Oid) -> None:
+        missing = [str(oid) for oid in oids if not self.git.odb.exists(oid)]
+        if missing:
+            raise self._objects_error(f"object {missing[0][:12]} is missing after writing it")
+
+    def _objects_error(self, detail: str) -> StorageError:
+        full = _no_space(str(self.objects_dir)) or any(s in detail for s in _FULL)
+        what, fix = ("disk full", "free space on that file system") if full else \
+            ("disk full or read-only", "free space or make it writable")
+        return StorageError(f"could not write objects to {self.objects_dir}: {what} ({detail.strip()}); "
+                            f"{fix}, then retry; no ref was moved", self.objects_dir)
 
     # -- refs ----------------------------------------------------------------
     def create_ref(self, name: str, target: str | pygit2.Oid) -> None:
@@ -442,6 +504,7 @@ class Repo:
         proc = self.run_git(["update-ref", "-m", f"aevolve: create {name}", name, str(target), ZERO], check=False)
         if proc.returncode != 0:
             err = proc.stderr.strip()
+            refuse_storage_faults(err, self.git_dir / name)
             if any(s in err for s in ("already exists", "cannot lock", "unable to lock", "but expected")):
                 raise RefMoved(f"{name} already exists") from None
             raise GitCommandFailed(f"could not create {name}: {err}")
@@ -464,6 +527,7 @@ class Repo:
             # libgit2 re-checks the old value under the ref's lock file (a CAS)
             ref.set_target(pygit2.Oid(hex=str(new)), f"aevolve: update {name}")
         except (pygit2.GitError, OSError) as exc:  # lost the race, or the lock is held
+            refuse_storage_faults(str(exc), self.git_dir / name)
             raise RefMoved(f"{name} moved while updating it ({exc})") from None
 
     def begin_transaction(self) -> RefTransaction:
@@ -564,8 +628,17 @@ class Repo:
         It orders aevolve's own multi-step updates; the ref CAS stays the real
         guarantee against other writers (plain git, a push).
         """
-        path = self.aevolve_dir / f"{name}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = self.common_dir / "aevolve"  # shared by linked worktrees: one lock for all
+        path = folder / f"{name}.lock"
+        try:
+            folder.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # flock never goes stale; only its file can be impossible to make
+            if exc.errno not in _STORAGE:
+                raise
+            raise StorageError(f"cannot create the lock file {path}: "
+                               f"{'disk full' if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 'read-only'} "
+                               f"({exc.strerror}); make {folder} writable, then retry", path) from None
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -613,6 +686,9 @@ def run_git(args: list[str], *, git_dir: str | os.PathLike | None = None, cwd: s
                           cwd=str(cwd) if cwd is not None else None, env={**environ, **(env or {})})
     if check and proc.returncode != 0:
         err = proc.stderr if text else proc.stderr.decode(errors="replace")
+        storage = storage_error(err, git_dir or cwd or ".")
+        if storage is not None:
+            raise storage
         raise GitCommandFailed(f"git {' '.join(args[:2])} failed: {err.strip()}")
     return proc
 
@@ -632,6 +708,96 @@ def _discover_with_git(path) -> tuple[str, str] | None:
     return lines[0], lines[2]
 
 
+# -- storage faults are not contention -----------------------------------------------------
+# git: "Unable to create '/r/.git/refs/heads/main.lock': File exists."
+# libgit2: "failed to lock file '/r/.git/refs/heads/main.lock' for writing: "
+_LOCK_HELD = (re.compile(r"Unable to create '([^']+\.lock)': File exists"),
+              re.compile(r"failed to lock file '([^']+\.lock)'"))
+_QUOTED_PATH = re.compile(r"'(/[^']+)'")
+_FULL = ("No space left on device", "Disk quota exceeded", "Out of diskspace")
+_STORAGE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+_READ_ONLY = ("Read-only file system", "Permission denied", "Operation not permitted")
+
+
+def held_lock(message: str) -> Path | None:
+    """The lock file git or libgit2 found already there, when that is the complaint."""
+    for pattern in _LOCK_HELD:
+        found = pattern.search(message)
+        if found:
+            return Path(found.group(1))
+    return None
+
+
+def storage_error(message: str, fallback: str | os.PathLike) -> StorageError | None:
+    """The StorageError a git or libgit2 complaint amounts to (disk full, read-only), or
+    None when it is something else (a lost race, a missing object, a remote refusing)."""
+    found = _QUOTED_PATH.search(message)
+    path = found.group(1) if found else str(fallback)
+    said = _first_line(message)
+    # git says only "couldn't write '<lock>'" when the disk is full: ask the file system
+    if any(s in message for s in _FULL) or ("couldn't write" in message and _no_space(path)):
+        return StorageError(f"cannot write {path}: disk full ({said}); free space on that file system, "
+                            "then retry", path)
+    # a quoted path: "Permission denied (publickey)" from a remote is not our disk
+    if found and any(s in message for s in _READ_ONLY):
+        return StorageError(f"cannot write {path}: read-only ({said}); make {Path(path).parent} writable "
+                            "(the mount, the permissions), then retry", path)
+    if "couldn't write" in message:
+        return StorageError(f"cannot write {path} ({said}); check free space and permissions, then retry", path)
+    return None
+
+
+def _first_line(message: str) -> str:
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return lines[0].removeprefix("fatal: ").strip() if lines else message.strip()
+
+
+def _no_space(path: str, margin: int = 64 * 1024) -> bool:
+    """Is the file system holding `path` (or its nearest existing folder) full?"""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < margin
+
+
+def check_lock(path: Path) -> None:
+    """Wait out a lock file a live git holds (milliseconds); StaleLock when the same file
+    outlives STALE_LOCK_SECONDS, which only a process that died holding it does."""
+    def identity() -> tuple[int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    first = identity()
+    deadline = time.monotonic() + STALE_LOCK_SECONDS
+    while first is not None and identity() == first:  # gone or replaced: it was contention
+        age = time.time() - first[1] / 1e9
+        if age > STALE_LOCK_SECONDS or time.monotonic() > deadline:
+            raise StaleLock(
+                f"{path} exists ({age:.0f}s old): another git process seems to be running in this repository, "
+                "or one crashed there earlier and left it. Make sure no git process is running in this "
+                f"repository, then remove the file manually (rm '{path}') and retry.", path)
+        time.sleep(0.01)
+
+
+def refuse_storage_faults(message: str, fallback: str | os.PathLike) -> None:
+    """Raise StaleLock or StorageError when `message` (git's or libgit2's) says the
+    repository cannot be written; return when it was contention (retry) or another error."""
+    lock = held_lock(message)
+    if lock is not None:
+        check_lock(lock)
+        return
+    error = storage_error(message, fallback)
+    if error is not None:
+        raise error
+
+
 def short(oid: str | pygit2.Oid) -> str:
     return str(oid)[:12]
 
@@ -646,17 +812,24 @@ class RefTransaction:
     """
 
     def __init__(self, repo: Repo):
+        self.git_dir = repo.git_dir
         self.proc = repo.popen_git(["update-ref", "--stdin"], text=True)
         self._in, self._out, self._err = pipes(self.proc)
         self._say("start")
 
     def _say(self, *lines: str) -> None:
-        self._in.write("".join(line + "\n" for line in lines))
-        self._in.flush()
+        try:
+            self._in.write("".join(line + "\n" for line in lines))
+            self._in.flush()
+        except (BrokenPipeError, OSError):
+            pass  # git died: its stderr says why
         answer = self._out.readline()
         if not answer.endswith(": ok\n"):
             self.abort()
-            raise RefMoved("refs moved concurrently, nothing was changed: " + (self.error or answer.strip()))
+            said = self.error or answer.strip()
+            # a stale lock, a read-only folder or a full disk: never a reason to retry
+            refuse_storage_faults(said, self.git_dir)
+            raise RefMoved("refs moved concurrently, nothing was changed: " + said)
 
     def prepare(self, updates: list[tuple[str, str, str | None]]) -> None:
         """Lock every ref and check its old value (RefMoved when one moved)."""

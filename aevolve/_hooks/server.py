@@ -9,6 +9,10 @@
 - Evolver commits (an `Aevolve-Proposal` trailer) never change anything outside
   `main`'s evolvable layers, on whatever ref they arrive (tags and notes too).
 - No tag may carry `main`'s name: git would resolve `main` to it.
+- No new commit, on any ref, adds a path no checkout may safely hold
+  (`aevolve._state.names`: `.git` and its NTFS/HFS aliases, `..`, control,
+  zero-width and bidi characters ...), and no pushed tip adds a name that
+  differs only in case from another one of its tree.
 
 Inside pre-receive the pushed objects sit in a quarantine directory that only
 the `git` command knows about (GIT_QUARANTINE_PATH & co.), and refs still hold
@@ -19,7 +23,7 @@ never pygit2.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aevolve._git.reader import GitReader
 from aevolve._git.repo import APPROVALS_REF, MAIN, NOTES_REF, ZERO, Repo
@@ -49,10 +53,24 @@ class Push:
     main_tip: str | None  # the current main (None in an empty repository)
     cfg: dict  # main's effective aevolve.yaml
     layers: list[str]  # main's evolvable layers
+    _commits: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)  # pushed value -> its new commits
+    _changed: dict[str, list[str]] = field(default_factory=dict)  # commit -> paths it changes
 
     @property
     def main(self) -> str:
         return self.main_ref.removeprefix("refs/heads/")
+
+    def new_commits(self, u: Update) -> list[tuple[str, list[str]]]:
+        """(sha, parents) of each commit `u` brings that the repository lacks (asked once per value)."""
+        if u.new not in self._commits:
+            self._commits[u.new] = _new_commits(self, u)
+        return self._commits[u.new]
+
+    def changed(self, sha: str, parents: list[str]) -> list[str]:
+        """The paths commit `sha` changes against its first parent (asked once per commit)."""
+        if sha not in self._changed:
+            self._changed[sha] = self.reader.changed_paths(parents[0] if parents else EMPTY_TREE, sha)
+        return self._changed[sha]
 
     def pushed(self, ref: str) -> str | None:
         """The value this push gives `ref`, None when the push leaves it alone."""
@@ -85,7 +103,8 @@ def _tree_reader(reader: GitReader, commit: str | None):
 
 def pre_receive(repo: Repo, stdin: str) -> HookOutcome:
     push = _open_push(repo, stdin)
-    lines = _tag_refusals(push) + _notes_refusals(push) + _main_refusals(push) + _evolver_refusals(push)
+    lines = (_tag_refusals(push) + _notes_refusals(push) + _main_refusals(push) + _name_refusals(push)
+             + _evolver_refusals(push))
     if lines:
         lines.append("aevolve: the whole push was refused; nothing was updated.")
     return HookOutcome(1 if lines else 0, lines)
@@ -129,10 +148,8 @@ def _notes_refusals(push: Push) -> list[str]:
 def _restart_hint(ref: str, why: str) -> str:
     """How to put one's notes back on top of the server's (never a hand notes merge,
     whose strategies can overwrite a verdict)."""
-    tracking = "refs/notes/remotes/origin/" + ref.removeprefix("refs/notes/")
-    return (f"  {why} Start yours from the server's copy (`git fetch origin`, then "
-            f"`git update-ref {ref} {tracking}`), redo what was only local "
-            "(`aevolve gate REV`, `aevolve approve REV`) and push again.")
+    return (f"  {why} Run `aevolve sync` (it merges the server's {ref} with yours, "
+            "keeping every verdict) and push again.")
 
 
 def _rewrite_refusals(push: Push, u: Update) -> list[str]:
@@ -227,14 +244,14 @@ def _evolver_refusals(push: Push) -> list[str]:
     lines: list[str] = []
     seen: set[str] = set()
     for u in push.updates:
-        for sha, parents in _new_commits(push, u):
+        for sha, parents in push.new_commits(u):
             if sha in seen:
                 continue
             seen.add(sha)
             info = push.reader.commit(sha)
             if info is None or not is_evolver_commit(info.message):
                 continue
-            paths = push.reader.changed_paths(parents[0] if parents else EMPTY_TREE, sha)
+            paths = push.changed(sha, parents)
             forbidden = outside_layers(paths, push.layers, push.cfg)
             if forbidden:
                 lines += _evolver_lines(push, u.ref, sha, info.subject, forbidden)
@@ -259,6 +276,82 @@ def _evolver_lines(push: Push, ref: str, sha: str, subject: str, forbidden: list
         "or git control files such as .gitattributes. Drop those edits from the proposal; a person "
         "changes them in an ordinary commit without the trailer.",
     ]
+
+
+# -- path names ------------------------------------------------------------------------
+
+
+def _name_refusals(push: Push) -> list[str]:
+    """New commits (any ref, any author) that add a path no checkout may safely hold, and
+    pushed tips where a name the push brings differs only in case from another one."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for u in push.updates:
+        brought: set[str] = set()  # every path (and folder) the new commits of `u` change
+        for sha, parents in push.new_commits(u):
+            paths = push.changed(sha, parents)
+            brought.update(f for p in paths for f in _folders_and_self(p))
+            if sha in seen:
+                continue
+            seen.add(sha)
+            unsafe = _unsafe_added(push, sha, paths)
+            if unsafe:
+                lines += _unsafe_lines(push, u.ref, sha, unsafe)
+        if brought:
+            lines += _collision_lines(push, u, brought)
+    return lines
+
+
+def _unsafe_added(push: Push, sha: str, paths: list[str]) -> list[tuple[str, str]]:
+    """(path, why) for each unsafe path the commit adds or changes (deleting one is welcome)."""
+    from aevolve._state.names import unsafe_reason
+
+    found = [(p, why) for p in paths if (why := unsafe_reason(p))]
+    if not found:
+        return []
+    info = push.reader.commit(sha)
+    present = push.reader.files(info.tree) if info else {}
+    return [(p, why) for p, why in found if p in present]
+
+
+def _unsafe_lines(push: Push, ref: str, sha: str, unsafe: list[tuple[str, str]]) -> list[str]:
+    from aevolve._state.names import shown
+
+    info = push.reader.commit(sha)
+    subject = info.subject if info else "?"
+    lines = [f"aevolve: refusing commit {sha[:12]} ({shown(subject)[1:-1]}) on {ref}: it adds "
+             f"{len(unsafe)} path{'s' if len(unsafe) != 1 else ''} no checkout may safely hold:"]
+    lines += [f"  - {shown(path)}: {why}" for path, why in unsafe[:SHOWN]]
+    if len(unsafe) > SHOWN:
+        lines.append(f"  - and {len(unsafe) - SHOWN} more")
+    lines.append("  Rename or remove those paths in that commit (rewrite it before pushing), then push again.")
+    return lines
+
+
+def _collision_lines(push: Push, u: Update, brought: set[str]) -> list[str]:
+    """Names of the pushed tip that differ only in case, where the push brings one of them."""
+    from aevolve._state.names import case_collisions, shown
+
+    tip = push.reader.rev(u.new)  # a tag names its commit
+    info = push.reader.commit(tip) if tip else None
+    if info is None:
+        return []
+    pairs = [(a, b) for a, b in case_collisions(sorted(push.reader.files(info.tree))) if a in brought or b in brought]
+    if not pairs:
+        return []
+    lines = [f"aevolve: refusing {u.ref} at {u.new[:12]}: names that differ only in case; a checkout on a "
+             "case-insensitive file system (macOS, Windows) holds only one of each pair:"]
+    lines += [f"  - {shown(a)} and {shown(b)}" for a, b in pairs[:SHOWN]]
+    if len(pairs) > SHOWN:
+        lines.append(f"  - and {len(pairs) - SHOWN} more")
+    lines.append("  Rename one of each pair, then push again.")
+    return lines
+
+
+def _folders_and_self(path: str) -> list[str]:
+    """'a/b/c' -> ['a', 'a/b', 'a/b/c']."""
+    parts = path.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -15,11 +15,13 @@ race is retried a bounded number of times.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aevolve._errors import AevolveError, Conflict, GateRejected, NotGated, RefMoved
+from aevolve._faults import pause
 from aevolve._git.notes import read_gate_report
 from aevolve._git.repo import NOTES_REF, ZERO, Repo
 
@@ -95,6 +97,7 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
     would lose work, the rebase conflicts, or main kept moving),
     CheckoutNotUpdated (main moved but a checkout changed under us and could not follow).
     """
+    _heal_first(repo, _full_ref(main))
     run = _Promotion(repo, candidate, _full_ref(main), regate)
     try:
         for _ in range(attempts):
@@ -112,6 +115,18 @@ def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = Tr
                        "nothing was changed, retry")
     finally:
         run.keep_gate_work()
+
+
+def _heal_first(repo: Repo, main_ref: str) -> None:
+    """Finish a checkout update an earlier, killed promotion left undone: promoting over a
+    checkout still at an older main would carry its staged reversal along."""
+    from aevolve._promote.journal import heal
+
+    healed = heal(repo)
+    for line in healed.messages:
+        print(f"aevolve: {line}", file=sys.stderr)
+    if healed.blocked and healed.branch == main_ref:
+        raise Conflict(healed.blocked + "; nothing was promoted")
 
 
 class _Promotion:
@@ -178,6 +193,7 @@ class _Promotion:
     def move(self, old_main: str, target: str, rebased: bool) -> PromoteResult | None:
         """Check and move under the lock (the transaction's CAS is the guarantee);
         None when main moved meanwhile and the caller must start over."""
+        from aevolve._promote.journal import Journal, clear_journal, write_journal
         from aevolve._promote.worktree import check_checkouts, update_checkouts
         from aevolve._trust.verdicts import local_trust
 
@@ -188,10 +204,21 @@ class _Promotion:
             extra = [(self.branch, target, self.cand)] if move_branch and self.branch else []
             checkouts = check_checkouts(self.repo, self.main_ref, old_main, target)
             trust = local_trust(self.repo)
-            if not _move(self.repo, self.reader, trust, self.main_ref, old_main, target, self.fresh.get(target), extra):
+            if checkouts:  # before the refs move: a kill after it is healed by the next command
+                write_journal(self.repo, Journal(self.main_ref, old_main, target, [str(c.path) for c in checkouts]))
+            try:
+                moved = _move(self.repo, self.reader, trust, self.main_ref, old_main, target,
+                              self.fresh.get(target), extra)
+            finally:
+                if self.repo.ref_target(self.main_ref) != target:
+                    clear_journal(self.repo)  # the transaction did not commit: nothing to finish
+            if not moved:
                 return None  # main moved, or the accepting note vanished
+            pause("promote-checkout")
             report = self.fresh.pop(target, None) or read_gate_report(self.repo, target)
+            # a checkout that cannot follow (CheckoutNotUpdated) keeps the journal: the next command retries
             done = update_checkouts(checkouts, old_main, target)
+            clear_journal(self.repo)
         return self.result(old_main, target, rebased, report, [str(p) for p in done], move_branch)
 
 
@@ -240,6 +267,7 @@ def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, 
                 verified = seen
                 continue
             txn.prepare([(main_ref, target, old_main), (NOTES_REF, notes_new or ZERO, notes_old or ZERO), *extra])
+            pause("promote-prepare")
             txn.commit()  # every ref was locked and checked by prepare: the notes are the verified ones
             return True
         except RefMoved:

@@ -4,24 +4,24 @@ Two steps: `apply_edits` works out in memory (no git objects) what the edits
 would write, and `check_changes` judges that against every rule. `evaluate`
 does both and returns *every* violation with the would-be contents, so a
 refusal names all that is wrong and a proposal that passes is committed from
-exactly what was checked.
+exactly what was checked. A proposal with more than `protection.max_edits`
+edits is refused before any edit is looked at, and the work per edit does not
+grow with the number of edits, so checking stays linear and bounded.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 
 from aevolve import _config as config_mod
 from aevolve._git.repo import LINK, TreeFile
 from aevolve._propose.evolvers.base import Proposal
+from aevolve._state import names
 from aevolve._state.jsonl import dump_jsonl_record
 from aevolve._state.model import FileError, State
 from aevolve._trust.exam import is_git_control
 from aevolve._trust.secrets import find_secrets
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -43,25 +43,13 @@ def check(state: State, proposal: Proposal, config: dict | None = None) -> list[
 
 
 def path_problems(path) -> list[str]:
-    """Why an untrusted path may not be used (empty: it is a clean relative path)."""
-    if not isinstance(path, str) or not path:
-        return [f"{path!r}: a path must be a non-empty string"]
-    shown = json.dumps(path)
-    out = []
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        out.append(f"{shown}: absolute paths are not allowed")
-    if "\\" in path:
-        out.append(f"{shown}: backslashes are not allowed in paths")
-    if _CONTROL.search(path):
-        out.append(f"{shown}: NUL and control characters are not allowed in paths")
-    parts = path.split("/")
-    if ".." in parts:
-        out.append(f"{shown}: '..' may not appear in a path")
-    if any(p.lower() == ".git" for p in parts):
-        out.append(f"{shown}: '.git' may not appear in a path")
-    if not path.startswith("/") and any(p in ("", ".") for p in parts):
-        out.append(f"{shown}: empty or '.' path components are not allowed")
-    return out
+    """Why an untrusted path may not be used (empty: it is a clean relative path).
+    The rule is `names.unsafe_reason`'s; the path is shown escaped, so no control
+    character of it reaches a terminal."""
+    reason = names.unsafe_reason(path)
+    if reason is None:
+        return []
+    return [f"{names.shown(path) if isinstance(path, str) else repr(path)}: {reason}"]
 
 
 def _layer(path: str) -> str | None:
@@ -72,11 +60,24 @@ def _layer(path: str) -> str | None:
 def evaluate(state: State, proposal: Proposal, config: dict | None = None) -> PolicyResult:
     """Apply the edits in memory, then check every rule on what they would write."""
     config = config if config is not None else state.config()
+    too_many = edit_count_problem(len(proposal.edits), config)
+    if too_many:
+        return PolicyResult(violations=[too_many])  # refused unread: the count alone bounds the work
     result = apply_edits(state, proposal)
     result.violations = result.violations + check_changes(state, result, proposal, config)
     if not result.violations and result.changes:
         result.violations += _validation_problems(state, result.changes)
     return result
+
+
+def edit_count_problem(count: int, config: dict) -> str | None:
+    """Why a proposal of `count` edits is refused unread (None: it is within
+    `protection.max_edits`). Callers that parse or schema-check edits ask first."""
+    limit = int(config.get("protection", {}).get("max_edits", config_mod.DEFAULTS["protection"]["max_edits"]))
+    if count <= limit:
+        return None
+    return (f"the proposal has {count} edits, over the limit of {limit} (protection.max_edits); "
+            "split it into smaller proposals or raise the limit in aevolve.yaml")
 
 
 # -- applying: what the edits would write ------------------------------------------
@@ -88,14 +89,24 @@ class _Overlay:
 
     def __init__(self, state: State):
         self.state = state
-        self.current: dict[str, bytes | None] = {}
-        self.base_folders = {f for p in state.files for f in _prefixes(p)[:-1]}
+        self.current: dict[str, bytes | bytearray | None] = {}
+        self.gitlinks = names.gitlinks(state)
+        self.base_folders = {f for p in (*state.files, *self.gitlinks) for f in _prefixes(p)[:-1]}
         self.new_folders: set[str] = set()
 
-    def content(self, path: str) -> bytes | None:
+    def content(self, path: str) -> bytes | bytearray | None:
         if path in self.current:
             return self.current[path]
         return self.state.read(path) if path in self.state.files else None
+
+    def append(self, path: str, text: bytes) -> None:
+        """Add to the end of a file in place: appending N times costs N appends, not N copies."""
+        old = self.content(path)
+        data = old if isinstance(old, bytearray) else bytearray(old or b"")  # copied on the first append only
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        data += text
+        self.set(path, data)
 
     def exists(self, path: str) -> bool:
         return self.current[path] is not None if path in self.current else path in self.state.files
@@ -103,7 +114,7 @@ class _Overlay:
     def is_folder(self, path: str) -> bool:
         return path in self.new_folders or (path not in self.state.files and path in self.base_folders)
 
-    def set(self, path: str, data: bytes | None) -> None:
+    def set(self, path: str, data: bytes | bytearray | None) -> None:
         self.current[path] = data
         if data is not None:
             self.new_folders.update(_prefixes(path)[:-1])
@@ -114,22 +125,28 @@ def apply_edits(state: State, proposal: Proposal) -> PolicyResult:
     applied (a bad path, a symlink, a file where a folder is, a missing file)."""
     result = PolicyResult()
     overlay_ = _Overlay(state)
-    added: dict[str, str] = {}  # path -> the text the edits add (what secrets are looked for in)
+    added: dict[str, list[str]] = {}  # path -> the texts the edits add (what secrets are looked for in)
     for index, edit in enumerate(proposal.edits):
         problems = _edit_problems(state, overlay_, index, edit)
         if problems:
             result.violations += problems
             continue
-        new, added_text = _edited(overlay_.content(edit.path), edit)
+        old = overlay_.content(edit.path)
+        new, added_text = _edited(old, edit)
         if isinstance(new, str):  # the edit's own shape is wrong
             result.violations.append(f"edit {index + 1} ({edit.op} {json.dumps(edit.path)}): {new}")
             continue
-        overlay_.set(edit.path, new)
+        if edit.op == "append-jsonl":
+            overlay_.append(edit.path, added_text.encode("utf-8"))
+        else:
+            overlay_.set(edit.path, new)
         if new is not None:
-            added[edit.path] = added.get(edit.path, "") + added_text
+            added.setdefault(edit.path, []).append(added_text)
             result.added_bytes += len(added_text.encode("utf-8", "surrogatepass"))
-    result.changes = {p: d for p, d in overlay_.current.items() if d != (state.read(p) if p in state.files else None)}
-    result.added = added
+    result.changes = {p: None if d is None else bytes(d) for p, d in overlay_.current.items()
+                      if d != (state.read(p) if p in state.files else None)}
+    result.added = {p: "".join(texts) for p, texts in added.items()}
+    result.violations += _case_problems(state, overlay_, result.changes)
     return result
 
 
@@ -140,6 +157,10 @@ def _edit_problems(state: State, overlay_: _Overlay, index: int, edit) -> list[s
     if bad:
         return bad
     prefixes = _prefixes(path)
+    submodule = next((p for p in prefixes if p in overlay_.gitlinks), None)
+    if submodule is not None:
+        return [f"{path}: {submodule} is a submodule (a gitlink) in the base; proposals may not write over, "
+                "into or delete a submodule"]
     linked = [p for p in prefixes if p in state.files and state.files[p].mode == LINK]
     if linked:
         return [f"{path}: {linked[0]} is a symbolic link; proposals may not create or write through symlinks"]
@@ -153,9 +174,10 @@ def _edit_problems(state: State, overlay_: _Overlay, index: int, edit) -> list[s
     return []
 
 
-def _edited(old: bytes | None, edit) -> tuple[bytes | str | None, str]:
+def _edited(old: bytes | bytearray | None, edit) -> tuple[bytes | str | None, str]:
     """(new contents or None for a deletion, the text added); a str first item
-    says why the edit's own shape is wrong."""
+    says why the edit's own shape is wrong. An append's new contents are only a
+    marker (b""): `_Overlay.append` adds its text in place."""
     if edit.op == "delete":
         return None, ""
     if edit.op == "write":
@@ -167,11 +189,7 @@ def _edited(old: bytes | None, edit) -> tuple[bytes | str | None, str]:
             return "append-jsonl only applies to .jsonl files", ""
         if not edit.records or not all(isinstance(r, dict) for r in edit.records):
             return "append-jsonl needs a non-empty list of JSON objects", ""
-        text = "".join(dump_jsonl_record(r) + "\n" for r in edit.records)
-        prefix = old or b""
-        if prefix and not prefix.endswith(b"\n"):
-            prefix += b"\n"
-        return prefix + text.encode("utf-8"), text
+        return b"", "".join(dump_jsonl_record(r) + "\n" for r in edit.records)
     return f"unknown operation {edit.op!r} (write, delete or append-jsonl)", ""
 
 
@@ -221,13 +239,28 @@ def _where_problem(path: str, config: dict, evolvable: list[str]) -> str | None:
     return None
 
 
+def _case_problems(state: State, overlay_: _Overlay, changes: dict[str, bytes | None]) -> list[str]:
+    """New files or folders that differ only in case from another one of the result:
+    a case-insensitive checkout (macOS, Windows) would hold only one of them."""
+    new = [p for p, d in changes.items() if d is not None and p not in state.files]
+    if not new:
+        return []  # changing or deleting files never makes a new pair
+    gone = {p for p, d in changes.items() if d is None}
+    before = [p for p in (*state.files, *overlay_.gitlinks) if p not in gone]
+    # base paths first: a pair's second name is then the one the proposal brings
+    return [f"{names.shown(second)}: differs from {names.shown(first)} only in case; a checkout on a "
+            "case-insensitive file system (macOS, Windows) holds only one of them"
+            for first, second in names.case_collisions([*before, *new])
+            if second not in state.files and second not in overlay_.base_folders]
+
+
 def _prefixes(path: str) -> list[str]:
     """'a/b/c' -> ['a', 'a/b', 'a/b/c']."""
     parts = path.split("/")
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _added_lines(old: bytes | None, new: str) -> str:
+def _added_lines(old: bytes | bytearray | None, new: str) -> str:
     """The lines of `new` that `old` did not have: what a write really adds."""
     if old is None:
         return new
@@ -270,7 +303,7 @@ def _validation_problems(state: State, changes: dict[str, bytes | None]) -> list
         out += [f"the result would not validate: {p}" for p in check_file(kind, path, content) if p.severity == "error"]
     # Layout rules, restricted to the skill folders the proposal touches (a 10,000-skill
     # state need not be re-scanned); errors the base already had do not count.
-    folders = {"/".join(p.split("/")[:2]) + "/" for p in changes if p.startswith("skills/") and p.count("/") >= 2}
+    folders = {_skill_folder(p) for p in changes if p.startswith("skills/") and p.count("/") >= 2}
     before = {str(p) for p in _check_layout(_subset(state, folders)) if p.severity == "error"}
     out += [f"the result would not validate: {p}" for p in _check_layout(_subset(after, folders))
             if p.severity == "error" and str(p) not in before]
@@ -280,5 +313,12 @@ def _validation_problems(state: State, changes: dict[str, bytes | None]) -> list
 def _subset(state: State, prefixes: set[str]) -> State:
     from aevolve._state.model import MANIFEST_FILE
 
-    files = {p: f for p, f in state.files.items() if p == MANIFEST_FILE or any(p.startswith(x) for x in prefixes)}
+    # one set lookup per file (not one test per folder): linear in the state and the proposal
+    files = {p: f for p, f in state.files.items()
+             if p == MANIFEST_FILE or (p.startswith("skills/") and _skill_folder(p) in prefixes)}
     return State(files, state._read, state.origin)
+
+
+def _skill_folder(path: str) -> str:
+    """'skills/x/a/b.md' -> 'skills/x/' (what `_validation_problems` keys skill folders by)."""
+    return "/".join(path.split("/")[:2]) + "/"

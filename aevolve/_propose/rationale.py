@@ -27,6 +27,16 @@ SECTIONS = ("Diagnosis", "Change", "Expected effect")
 TRAILER_PREFIX = "Aevolve-"
 _SUBJECT = re.compile(r"^evolve\((?P<layer>[^)]+)\):\s*(?P<title>.+)$")
 _TRAILER = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9-]*):\s?(?P<value>.*)$")
+# Escape sequences (CSI, OSC, other ESC sequences, the 8-bit CSI), then any other control
+# character but newline and tab, and the bidi controls that reorder what a reader sees:
+# an evolver's words end up in commits and on terminals.
+_ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[ -~]?")
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain_text(text: str) -> str:
+    """`text` without escape sequences and control characters (newline and tab stay)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
 
 
 @dataclass
@@ -41,6 +51,12 @@ class Rationale:
     evolver: str = ""
     base: str = ""
     extra_trailers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # whichever evolver wrote them, the words are plain text
+        self.title = " ".join(plain_text(self.title).split())
+        self.diagnosis, self.change, self.expected_effect = (
+            plain_text(t) for t in (self.diagnosis, self.change, self.expected_effect))
+        self.evidence = [plain_text(e) for e in self.evidence]
 
     @property
     def subject(self) -> str:

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import secrets as _random
-import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +24,7 @@ from aevolve._errors import AevolveError, EvolverFailed, PolicyRefused, RefMoved
 from aevolve._faults import pause
 from aevolve._git.repo import BLOB_EXECUTABLE, Repo
 from aevolve._propose.evolvers.base import EvolveContext, Evolver, Proposal
-from aevolve._propose.policy import PolicyResult, evaluate
+from aevolve._propose.policy import PolicyResult, edit_count_problem, evaluate
 from aevolve._propose.rationale import Rationale
 from aevolve._state import schemas
 from aevolve._state.model import State
@@ -177,6 +174,9 @@ def propose(
         return ProposeResult(nothing_to_do=True, reason=redact(reason, hidden), dry_run=dry_run, base=base_commit)
     if not isinstance(proposal, Proposal):
         raise EvolverFailed(f"evolver {name!r} returned {type(proposal).__name__}, not a Proposal")
+    too_many = edit_count_problem(len(proposal.edits or []), config)  # before anything reads every edit
+    if too_many:
+        raise PolicyRefused([too_many])
     refuse_leaked_secrets(proposal, names=names, literals=literals)
     issues = schemas.errors("proposal", proposal.to_dict())
     if issues:
@@ -267,10 +267,9 @@ def commit_proposal(
     if not checked.changes:
         return ProposeResult(nothing_to_do=True, reason="the proposal's edits change nothing",
                              proposal=proposal, dry_run=dry_run, base=base_commit)
-    same = _already_proposed(repo, base_commit, checked.changes)
+    same = _already_proposed(repo, base_commit, checked.changes)  # again under the lock, before the branch
     if same:
-        return ProposeResult(nothing_to_do=True, reason=f"the same change is already proposed on {same}",
-                             proposal=proposal, dry_run=dry_run, base=base_commit, summary=summary)
+        return _duplicate(same, proposal, dry_run, base_commit, summary)
     layer = proposal.layer or (checked.layers[0] if len(checked.layers) == 1 else "state")
     pause("policy")
     tree = None
@@ -293,14 +292,24 @@ def commit_proposal(
             tree = repo.build_tree(repo.tree(base_commit), checked.changes, modes)
         commit = repo.commit(tree, [base_commit], message)
         pause("objects")
-        try:
-            repo.create_ref(f"refs/heads/{branch}", commit)
-        except RefMoved:
-            continue  # a branch of that name exists: draw a new id
+        # Decided together under the lock: eight proposes of one change open one branch.
+        with repo.lock("propose"):
+            same = _already_proposed(repo, base_commit, checked.changes)
+            if same:
+                return _duplicate(same, proposal, dry_run, base_commit, summary)
+            try:
+                repo.create_ref(f"refs/heads/{branch}", commit)
+            except RefMoved:
+                continue  # a branch of that name exists: draw a new id
         pause("ref")
         result.commit = str(commit)
         return result
     raise RefMoved(f"could not find a free branch name after {attempts} tries")
+
+
+def _duplicate(branch: str, proposal: Proposal, dry_run: bool, base: str, summary: list[str]) -> ProposeResult:
+    return ProposeResult(nothing_to_do=True, reason=f"the same change is already proposed on {branch}",
+                         proposal=proposal, dry_run=dry_run, base=base, summary=summary)
 
 
 def _redacted_rationale(proposal: Proposal, config: dict) -> Proposal:

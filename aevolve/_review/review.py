@@ -93,14 +93,12 @@ def build_review(repo: Repo, branch: str, base: str = "main") -> Review:
 
 def _key_variables(repo: Repo, commit) -> tuple[str, ...]:
     """The API-key variable aevolve.yaml names at `commit` (the default when it names none)."""
-    import yaml
-
     from aevolve import _config as config_mod
-    from aevolve._state.model import CONFIG_FILE
+    from aevolve._state.model import CONFIG_FILE, FileError, decode, load_yaml
 
     try:
-        raw = yaml.safe_load(commit.tree[CONFIG_FILE].data)
-    except (KeyError, AttributeError, UnicodeDecodeError, yaml.YAMLError):
+        raw = load_yaml(decode(commit.tree[CONFIG_FILE].data, CONFIG_FILE), CONFIG_FILE)
+    except (KeyError, AttributeError, FileError):
         raw = None  # absent or malformed: the defaults still name the usual variable
     name = ((config_mod.resolve(raw).get("evolver") or {}).get("openai") or {}).get("api_key_env")
     return (name,) if isinstance(name, str) and name else ()
@@ -244,7 +242,7 @@ def _evidence_md(r: Review) -> list[str]:
     for e in r.evidence:
         if not e["found"]:
             lines.append(f"- `{e['id']}` — _not found in refs/aevolve/observations_ "
-                         "(fetch it: `git fetch origin 'refs/aevolve/*:refs/aevolve/*'`)")
+                         "(fetch it: `aevolve sync`)")
             continue
         mark = _MARKS.get(e.get("success"), "•")
         score = f" (score {e['score']})" if e.get("score") is not None else ""

@@ -11,8 +11,10 @@ Called by `aevolve init` and `aevolve hooks install`; every step is idempotent
   git never runs a command named by a cloned file, so each clone opts in by
   running `aevolve init` or `aevolve hooks install`.
 - Refspecs, per remote, so a plain `git fetch`/`git push` carries the gate
-  notes (`refs/notes/aevolve`) and aevolve's own refs (`refs/aevolve/*`, the
-  observations). See docs/hooks.md for why each one looks the way it does.
+  notes (`refs/notes/aevolve*`) and aevolve's own refs (`refs/aevolve/*`, the
+  observations). A fetch only ever lands in remote-tracking copies
+  (`tracking_ref`), never in the local refs, so it cannot fail after local
+  gates; `aevolve sync` merges the copies in. See docs/hooks.md and docs/sync.md.
 """
 
 from __future__ import annotations
@@ -71,25 +73,37 @@ def textconv_jsonl(data: bytes) -> str:
 
 
 
+def tracking_ref(remote: str, ref: str) -> str:
+    """Where a fetch from `remote` keeps its copy of `ref`, the remote's side of a
+    sync: `refs/notes/remotes/R/...` for notes (git's own convention, which the
+    pre-push hook reads), `refs/aevolve-remotes/R/...` for aevolve's refs,
+    `refs/remotes/R/...` for branches."""
+    for prefix, home in (("refs/notes/", f"refs/notes/remotes/{remote}/"),
+                         ("refs/aevolve/", f"refs/aevolve-remotes/{remote}/"),
+                         ("refs/heads/", f"refs/remotes/{remote}/")):
+        if ref.startswith(prefix):
+            return home + ref.removeprefix(prefix)
+    raise ValueError(f"{ref} has no remote-tracking copy")
+
+
 def remote_refspecs(remote: str) -> dict[str, list[str]]:
     """The fetch and push refspecs aevolve adds to `remote`.
 
-    fetch: the notes and aevolve refs go straight to the local refs *without*
-    `+`: they only ever fast-forward, so a diverged local note (gated here and
-    there) is never overwritten — git refuses that one ref loudly instead. The
-    forced copy under refs/notes/remotes/<remote>/ always lands, so the two
-    can be merged with `git notes --ref=aevolve merge`. Patterns (`aevolve*`)
-    rather than exact names, because git fails a fetch whose exact source ref
-    the remote does not have yet.
+    fetch: the notes and aevolve refs land only in forced remote-tracking
+    copies (`tracking_ref`), never in the local refs: local gates make the
+    local notes diverge from the server's all the time, and a fetch straight
+    into them would then fail (`! [rejected] ... (non-fast-forward)`) or, with
+    `+`, drop local verdicts. `aevolve sync` merges the copies into the local
+    refs. Patterns (`aevolve*`) rather than exact names, because git fails a
+    fetch whose exact source ref the remote does not have yet.
     push: `HEAD` first keeps a plain `git push` pushing the current branch
     (any configured push refspec replaces push.default), then the notes and
     aevolve refs, so main and its gate note travel in the same push.
     """
     return {
         "fetch": [
-            "refs/notes/aevolve*:refs/notes/aevolve*",
-            f"+refs/notes/aevolve*:refs/notes/remotes/{remote}/aevolve*",
-            "refs/aevolve/*:refs/aevolve/*",
+            f"+refs/notes/aevolve*:{tracking_ref(remote, 'refs/notes/aevolve*')}",
+            f"+refs/aevolve/*:{tracking_ref(remote, 'refs/aevolve/*')}",
         ],
         "push": [
             "HEAD",
@@ -97,6 +111,11 @@ def remote_refspecs(remote: str) -> dict[str, list[str]]:
             "refs/aevolve/*:refs/aevolve/*",
         ],
     }
+
+
+# Fetch refspecs older versions configured: straight into the local refs, so a fetch
+# after a local gate failed. `setup` removes them.
+LEGACY_FETCH = ("refs/notes/aevolve*:refs/notes/aevolve*", "refs/aevolve/*:refs/aevolve/*")
 
 
 @dataclass
@@ -107,7 +126,7 @@ class SetupReport:
 
 def configured(repo: Repo) -> tuple[dict[str, str | None], dict[str, dict]]:
     """What `setup` would configure, as it stands: each driver key's value, and per
-    remote whether every aevolve refspec is there (and which are missing)."""
+    remote whether every aevolve refspec is there (and which are missing or outdated)."""
     config = repo.config_list(local=True)
     drivers: dict[str, str | None] = {key: (config.get(key.lower()) or [""])[-1] or None for key in driver_config()}
     refspecs: dict[str, dict] = {}
@@ -115,20 +134,18 @@ def configured(repo: Repo) -> tuple[dict[str, str | None], dict[str, dict]]:
         have = {f"{kind} {spec}" for kind in ("fetch", "push")
                 for spec in config.get(f"remote.{remote}.{kind}".lower(), [])}
         wanted = [f"{k} {s}" for k, specs in remote_refspecs(remote).items() for s in specs if s != "HEAD"]
-        refspecs[remote] = {"configured": all(w in have for w in wanted),
-                            "missing": [w for w in wanted if w not in have]}
+        outdated = [f"fetch {s} (outdated: `aevolve hooks install` replaces it)"
+                    for s in LEGACY_FETCH if f"fetch {s}" in have]
+        missing = [w for w in wanted if w not in have] + outdated
+        refspecs[remote] = {"configured": not missing, "missing": missing}
     return drivers, refspecs
 
 
 def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs: bool = True) -> SetupReport:
+    """Write what is missing (idempotent); `attributes=False` touches no file, only .git/config."""
     report = SetupReport()
-    if attributes and repo.workdir is not None:
-        path = repo.workdir / ".gitattributes"
-        current = path.read_text() if path.exists() else ""
-        if ATTRIBUTES.strip() not in (line.strip() for line in current.splitlines()):
-            sep = "" if not current or current.endswith("\n") else "\n"
-            path.write_text(current + sep + ATTRIBUTES)
-            report.files.append(".gitattributes")
+    if attributes and repo.workdir is not None and _add_attributes(repo.workdir):
+        report.files.append(".gitattributes")
     config = repo.config_list(local=True)
     if drivers:
         for key, value in driver_config().items():
@@ -140,15 +157,37 @@ def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs
         for remote in repo.remotes():
             for kind, specs in remote_refspecs(remote).items():
                 key = f"remote.{remote}.{kind}"
-                have = config.get(key.lower(), [])
-                for spec in specs:
-                    if spec == "HEAD" and have:
-                        continue  # the user already chose what `git push` pushes
-                    if spec not in have:
-                        repo.set_config(key, spec, add=True)
-                        have = [*have, spec]
-                        report.config.append(f"{key} = {spec}")
+                report.config += _set_refspecs(repo, key, config.get(key.lower(), []), specs)
     return report
+
+
+def _add_attributes(workdir) -> bool:
+    path = workdir / ".gitattributes"
+    current = path.read_text() if path.exists() else ""
+    if ATTRIBUTES.strip() in (line.strip() for line in current.splitlines()):
+        return False
+    sep = "" if not current or current.endswith("\n") else "\n"
+    path.write_text(current + sep + ATTRIBUTES)
+    return True
+
+
+def _set_refspecs(repo: Repo, key: str, have: list[str], specs: list[str]) -> list[str]:
+    """Add the missing `specs` to the multi-valued `key` and drop outdated ones; the
+    "key = value" lines changed."""
+    kept = [spec for spec in have if not (key.endswith(".fetch") and spec in LEGACY_FETCH)]
+    added = [spec for spec in specs if spec not in kept and not (spec == "HEAD" and have)]
+    # `HEAD` only when the user had no push refspec: theirs already say what `git push` pushes
+    lines = [f"{key} = {spec} (removed: a fetch into the local ref fails after local gates)"
+             for spec in have if spec not in kept]
+    if len(kept) < len(have):  # git config cannot drop one exact value portably: rewrite the key
+        wanted = kept + added
+        repo.set_config(key, wanted[0])  # --replace-all
+        for spec in wanted[1:]:
+            repo.set_config(key, spec, add=True)
+    else:
+        for spec in added:
+            repo.set_config(key, spec, add=True)
+    return lines + [f"{key} = {spec}" for spec in added]
 
 
 def configure_repo(repo: Repo) -> list[str]:

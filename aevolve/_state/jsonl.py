@@ -3,7 +3,10 @@
 A-Evolve writes empty and blank-line-only files, so blank lines carry nothing.
 Every reader in aevolve walks lines through `lines()`; what differs is only
 what each does with a line that is not a JSON object (report it, refuse the
-file, or keep it as opaque text, as the merge driver does).
+file, or keep it as opaque text, as the merge driver does). Every JSON value
+read from a file or a note goes through `loads`: NaN and Infinity are not
+JSON (RFC 8259), and nesting is bounded so no later walk of a value recurses
+without end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aevolve._errors import FileError
+from aevolve._json import loads
 
 
 @dataclass(frozen=True)
@@ -29,17 +33,22 @@ class Line:
 
 
 def lines(text: str) -> Iterator[Line]:
-    """Every non-blank line of a JSONL text, decoded."""
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            value: object = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            value = exc
-        except RecursionError:  # nested deeper than the parser goes: broken for our purposes
-            value = json.JSONDecodeError("nested too deeply", raw, 0)
-        yield Line(number, raw.rstrip("\r"), value)
+    """Every non-blank line of a JSONL text, decoded (a BOM starting the text is not content).
+
+    Lines end at "\n" only: JSON strings may hold U+2028 or a form feed unescaped,
+    which `str.splitlines` would take for line breaks."""
+    for number, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        if raw.strip():
+            yield decode_line(number, raw)
+
+
+def decode_line(number: int, raw: str) -> Line:
+    """One line of JSONL text (without its "\n"), decoded."""
+    try:
+        value: object = loads(raw)
+    except json.JSONDecodeError as exc:
+        value = exc
+    return Line(number, raw.rstrip("\r"), value)
 
 
 def iter_jsonl(text: str) -> Iterator[tuple[int, object]]:

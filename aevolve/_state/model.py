@@ -11,15 +11,17 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from aevolve import _config as config_mod
 from aevolve._errors import FileError
 from aevolve._git.repo import BLOB, BLOB_EXECUTABLE, LINK, Repo, TreeFile
+from aevolve._json import MAX_DEPTH
 from aevolve._state.jsonl import read_jsonl
 
 CONFIG_FILE = "aevolve.yaml"
@@ -55,13 +57,102 @@ def decode(data: bytes, path: str) -> str:
         raise FileError(path, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})", line) from None
 
 
+MAX_ALIAS_NODES = 100_000  # nodes YAML aliases may add to a document when it is expanded
+
+
 def load_yaml(text: str, path: str, line_offset: int = 0):
+    """The one YAML reader: safe, and refusing a document that would expand past
+    MAX_ALIAS_NODES through aliases (a "billion laughs"), refers to itself, or
+    nests deeper than MAX_DEPTH, before anything walks it."""
+    check_yaml_shape(text, path, line_offset)
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         raise FileError(path, *_yaml_problem(exc, text, line_offset)) from None
     except yaml.YAMLError as exc:
         raise FileError(path, f"malformed YAML: {exc}") from None
+    except RecursionError:  # only with the pure-Python parser; the shape check makes it unlikely
+        raise FileError(path, f"YAML nested deeper than {MAX_DEPTH} levels") from None
+
+
+def check_yaml_shape(text: str, path: str, line_offset: int = 0) -> None:
+    """Raise FileError (with the line) when YAML `text` nests deeper than MAX_DEPTH or its
+    aliases would expand past MAX_ALIAS_NODES or into themselves; syntax is not checked."""
+    shape = _shape_problem(text)
+    if shape is not None:
+        raise FileError(path, shape[0], shape[1] + line_offset)
+
+
+def _may_be_hostile(text: str) -> bool:
+    """Cheap: can `text` hold aliases, or nest deeper than MAX_DEPTH? Each collection
+    starts with or holds one of `[{-:?`, so their count bounds the depth; an alias
+    needs an anchor."""
+    if "*" in text and "&" in text:
+        return True
+    return sum(map(text.count, "[{-:?")) > MAX_DEPTH
+
+
+@functools.lru_cache(maxsize=16)
+def _shape_problem(text: str) -> tuple[str, int] | None:
+    """(message, line) when the document nests too deeply or its aliases expand too far.
+
+    Walks the parser's events, which neither build nor expand anything: libyaml's
+    composer recurses in C (100,000 levels crash the interpreter) and a constructed
+    billion-laughs document is small only until something walks it. Syntax errors
+    are left to the loader, which reports them with their line.
+    """
+    if not _may_be_hostile(text):
+        return None
+    loader = _Loader(text)
+    try:
+        return _walk_events(loader)
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+
+
+def _walk_events(loader) -> tuple[str, int] | None:
+    sizes: dict[str, int] = {}  # anchor -> nodes of its node, aliases expanded
+    stack: list[list] = []  # [anchor, nodes so far] of each collection not yet closed
+    unclosed: set[str] = set()  # anchors of those collections: an alias to one is a cycle
+    added = 0  # nodes the aliases add
+    while loader.check_event():
+        event: Any = loader.get_event()
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                return f"YAML nested deeper than {MAX_DEPTH} levels", _line(event)
+            stack.append([anchor, 1])
+            if anchor is not None:
+                unclosed.add(anchor)
+            continue
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in unclosed:
+                return f"YAML alias *{anchor} refers to a node that contains it", _line(event)
+            size = sizes.get(anchor or "", 1)  # an undefined alias: the loader says so
+            added += size
+            if added > MAX_ALIAS_NODES:
+                return (f"YAML alias expansion exceeds {MAX_ALIAS_NODES:,} nodes (at alias *{anchor}): "
+                        "write the values out instead of nesting aliases"), _line(event)
+            anchor = None
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+            unclosed.discard(anchor)
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+        else:  # stream and document boundaries: anchors are per document
+            sizes.clear()
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if stack:
+            stack[-1][1] += size
+    return None
+
+
+def _line(event: Any) -> int:
+    return event.start_mark.line + 1
 
 
 def _yaml_problem(exc, text: str, line_offset: int) -> tuple[str, int | None]:
@@ -82,9 +173,8 @@ def _yaml_problem(exc, text: str, line_offset: int) -> tuple[str, int | None]:
 
 def yaml_line(text: str, pointer: str, line_offset: int = 0) -> int | None:
     """The line where the node at JSON `pointer` starts in YAML `text`."""
-    try:
-        node = yaml.compose(text, Loader=_Loader)  # libyaml when present: 10x faster
-    except yaml.YAMLError:
+    node = _compose(text)
+    if node is None:
         return None
     parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
     best = node
@@ -101,6 +191,18 @@ def yaml_line(text: str, pointer: str, line_offset: int = 0) -> int | None:
         else:
             break
     return best.start_mark.line + 1 + line_offset if best is not None else None
+
+
+@functools.lru_cache(maxsize=4)
+def _compose(text: str):
+    """The node graph of `text` (None: not YAML, or hostile), kept for the next
+    lookup: a file with many problems asks for many lines."""
+    if _shape_problem(text) is not None:
+        return None  # too deep for libyaml's recursive composer
+    try:
+        return yaml.compose(text, Loader=_Loader)  # libyaml when present: 10x faster
+    except yaml.YAMLError:
+        return None
 
 
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S | re.M)
@@ -161,23 +263,28 @@ class State:
     """The files of an agent's state, from any source, read lazily."""
 
     def __init__(self, files: dict[str, TreeFile], read: Callable[[TreeFile], bytes], origin: str,
-                 tree_id: str | None = None):
+                 tree_id: str | None = None, gitlinks: Iterable[str] = ()):
         self.files = files
         self._read = read
         self.origin = origin
         self.tree_id = tree_id
+        # submodule paths: not files of the state, but a change there would replace one
+        self.gitlinks = frozenset(gitlinks)
         self._parsed: dict = {}
 
     # -- sources ------------------------------------------------------------------
     @classmethod
     def from_tree(cls, repo: Repo, rev: str) -> State:
         tree = repo.tree(rev)
-        files = {f.path: f for f in repo.list_files(tree)}
-        return cls(files, lambda f: repo.blob(f.oid), f"{rev} ({str(tree.id)[:12]})", str(tree.id))
+        links: list[str] = []
+        files = {f.path: f for f in repo.list_files(tree, links)}
+        return cls(files, lambda f: repo.blob(f.oid), f"{rev} ({str(tree.id)[:12]})", str(tree.id), links)
 
     @classmethod
     def from_index(cls, repo: Repo) -> State:
-        return cls(repo.index_files(), lambda f: repo.blob(f.oid), "the index")
+        links: list[str] = []
+        files = repo.index_files(links)
+        return cls(files, lambda f: repo.blob(f.oid), "the index", gitlinks=links)
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, repo: Repo | None = None) -> State:
@@ -206,7 +313,8 @@ class State:
         # libgit2's here), run beside `ls-files`; --no-optional-locks: never rewrite
         # the user's index
         status = repo.start_status()
-        files = repo.index_files()
+        links: list[str] = []
+        files = repo.index_files(links)
         out, err = status.communicate()
         if status.returncode != 0:
             from aevolve._errors import GitCommandFailed
@@ -221,7 +329,7 @@ class State:
                 files.pop(path, None)
             elif full.is_symlink() or full.is_file():
                 files[path] = _hash_file(full, path)
-        return cls(files, lambda f: _read_file(root / f.path), str(root))
+        return cls(files, lambda f: _read_file(root / f.path), str(root), gitlinks=links)
 
     # -- reading ---------------------------------------------------------------------
     def __contains__(self, path: str) -> bool:

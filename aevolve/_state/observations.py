@@ -4,12 +4,15 @@ They live on `refs/aevolve/observations`, an ordinary commit chain whose tree
 holds JSONL batches (`batches/<yyyymmdd>-<hash>.jsonl`). Ingesting appends one
 batch by compare-and-swap on that ref, retrying when another process won, so
 parallel `aevolve observe` runs never lose data. `main`, the index and the
-working tree are never touched.
+working tree are never touched. Input is read line by line and bounded by
+`observe.max_bytes` and `observe.max_records` of main's aevolve.yaml, so a
+stream without end (`/dev/zero`) stops with a clear error, not a MemoryError.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import sys
@@ -18,10 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aevolve import _config as config_mod
 from aevolve._errors import InvalidInput, RefMoved, UsageError
-from aevolve._git.repo import OBSERVATIONS_REF, Repo
+from aevolve._faults import pause
+from aevolve._git.repo import MAIN, OBSERVATIONS_REF, Repo
 from aevolve._state import schemas
-from aevolve._state.jsonl import lines, problem, read_jsonl
+from aevolve._state.jsonl import Line, decode_line, problem, read_jsonl
+from aevolve._state.model import State, decode
 
 BATCH_DIR = "batches"
 
@@ -46,43 +52,127 @@ def canonical(record: dict) -> str:
 # -- reading input -----------------------------------------------------------------
 
 
-def _read_source(source) -> tuple[str, bytes]:
+SHOWN_PROBLEMS = 20  # problems printed; the rest are counted
+KEPT_PROBLEMS = 1000  # problems kept on the exception; a flood of bad lines stays bounded
+
+
+@dataclass
+class Limits:
+    """What one `observe` run may read: observe.max_bytes and observe.max_records."""
+
+    max_bytes: int
+    max_records: int
+    bytes_read: int = 0
+    records: int = 0
+
+    @classmethod
+    def of(cls, repo: Repo) -> Limits:
+        """The limits main's aevolve.yaml sets (the defaults before main exists)."""
+        raw = State.from_tree(repo, MAIN).config() if repo.ref_target(MAIN) else config_mod.resolve({})
+        section, defaults = raw.get("observe"), config_mod.DEFAULTS["observe"]
+        section = section if isinstance(section, dict) else {}
+
+        def value(key: str) -> int:  # a bad value is validate's to report; the default still bounds
+            got = section.get(key)
+            return got if isinstance(got, int) and not isinstance(got, bool) and got >= 1 else defaults[key]
+
+        return cls(value("max_bytes"), value("max_records"))
+
+    def too_big(self, name: str) -> InvalidInput:
+        return InvalidInput(f"{name}: the input is larger than {self.max_bytes:,} bytes (observe.max_bytes in "
+                            "aevolve.yaml); nothing was ingested: split it, or raise the limit on main")
+
+    def too_many(self, name: str, number: int) -> InvalidInput:
+        return InvalidInput(f"{name}:{number}: more than {self.max_records:,} observations in one run "
+                            "(observe.max_records in aevolve.yaml); nothing was ingested: split the input, "
+                            "or raise the limit on main")
+
+
+def _open_source(source):
+    """(name, binary stream, whether to close it) of a FILE argument; '-' is stdin."""
     if str(source) == "-":
-        return "<stdin>", sys.stdin.buffer.read()
-    path = Path(source)
+        return "<stdin>", sys.stdin.buffer, False
     try:
-        return str(source), path.read_bytes()
+        return str(source), open(source, "rb"), True  # closed by read_source
     except FileNotFoundError:
         raise UsageError(f"{source}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{source}: is a folder; give JSONL files") from None
 
 
-def parse_source(name: str, data: bytes) -> list[dict]:
+def _raw_lines(name: str, stream, limits: Limits):
+    """(line number, bytes without the line break) of a stream, never reading past
+    the byte budget: a line without end (a stream of NULs) stops at the limit."""
+    for number in itertools.count(1):
+        chunk = stream.readline(limits.max_bytes - limits.bytes_read + 1)
+        if not chunk:
+            return
+        limits.bytes_read += len(chunk)
+        if limits.bytes_read > limits.max_bytes:
+            raise limits.too_big(name)
+        if number == 1:
+            chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a BOM is not content
+        yield number, chunk.removesuffix(b"\n")
+
+
+def read_source(source, limits: Limits) -> list[dict]:
     """The observations of one JSONL input; any bad line raises InvalidInput for the whole file."""
-    problems = []
+    name, stream, close = _open_source(source)
+    try:
+        return parse_lines(name, _raw_lines(name, stream, limits), limits)
+    finally:
+        if close:
+            stream.close()
+
+
+def parse_lines(name: str, raw_lines, limits: Limits) -> list[dict]:
+    """The observations of (number, bytes) lines; every bad line is reported, none ingested."""
+    problems: list[str] = []
+    failed = 0
+    records = []
+    for number, data in raw_lines:
+        why, entry = _decoded(number, data)
+        if entry is None and why is None:
+            continue  # blank
+        limits.records += 1
+        if limits.records > limits.max_records:
+            raise limits.too_many(name, number)
+        found = [why] if why else _schema_problems(entry)
+        if found:
+            failed += 1
+            if len(problems) < KEPT_PROBLEMS:
+                problems += [f"{name}:{number}: {p}" for p in found]
+        elif entry is not None and entry.record is not None:
+            records.append(entry.record)
+    if failed:
+        raise _refusal(name, problems, failed)
+    return records
+
+
+def _decoded(number: int, data: bytes) -> tuple[str | None, Line | None]:
+    """(why the line is not a record, or None; the decoded line, or None when blank)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InvalidInput(f"{name}:{line}: not valid UTF-8; nothing of {name} was ingested") from None
-    records = []
-    for entry in lines(text):
-        why = problem(entry)
-        if why or entry.record is None:
-            problems.append(f"{name}:{entry.number}: {why}")
-            continue
-        errs = schemas.errors("observation", entry.record)
-        for issue in errs:
-            problems.append(f"{name}:{entry.number}: {issue.pointer or '/'}: {issue.message}")
-        if not errs:
-            records.append(entry.record)
-    if problems:
-        shown = "\n".join(f"  {p}" for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise InvalidInput(f"{name} is not valid observation JSONL; nothing of it was ingested:\n{shown}{more}",
-                           problems)
-    return records
+        return f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1})", None
+    if not text.strip():
+        return None, None
+    entry = decode_line(number, text)
+    return problem(entry), entry
+
+
+def _schema_problems(entry: Line | None) -> list[str]:
+    record = entry.record if entry is not None else None
+    return [f"{issue.pointer or '/'}: {issue.message}" for issue in schemas.errors("observation", record)]
+
+
+def _refusal(name: str, problems: list[str], failed: int) -> InvalidInput:
+    shown = "\n".join(f"  {p}" for p in problems[:SHOWN_PROBLEMS])
+    rest = len(problems) - SHOWN_PROBLEMS
+    more = f"\n  ... and {rest} more" if rest > 0 else ""
+    lines_note = f" ({failed} bad line(s))" if failed > 1 else ""
+    return InvalidInput(f"{name} is not valid observation JSONL{lines_note}; nothing of it was ingested:\n"
+                        f"{shown}{more}", problems)
 
 
 # -- the stored chain ----------------------------------------------------------------
@@ -101,8 +191,9 @@ def _batches(repo: Repo, commit: str | None) -> list[tuple[str, list[dict]]]:
     out = []
     for batch in sorted(repo.walk(repo.tree(tree[BATCH_DIR].id)), key=lambda f: f.path):
         if batch.oid not in _BATCH_CACHE:
-            text = repo.blob(batch.oid).decode("utf-8")
-            _BATCH_CACHE[batch.oid] = [r for _, r in read_jsonl(text, f"{BATCH_DIR}/{batch.path}")]
+            path = f"{OBSERVATIONS_REF}:{BATCH_DIR}/{batch.path}"  # a pushed ref is anyone's input
+            text = decode(repo.blob(batch.oid), path)
+            _BATCH_CACHE[batch.oid] = [r for _, r in read_jsonl(text, path)]
         out.append((batch.path, _BATCH_CACHE[batch.oid]))
     return out
 
@@ -120,9 +211,10 @@ def observe(repo: Repo | str | Path, sources: list, *, attempts: int = 200) -> O
     repo = repo if isinstance(repo, Repo) else Repo.open(repo)
     if not sources:
         raise UsageError("give at least one observation file (or - for stdin)")
+    limits = Limits.of(repo)
     incoming: list[dict] = []
     for source in sources:
-        incoming.extend(parse_source(*_read_source(source)))
+        incoming.extend(read_source(source, limits))
     for attempt in range(attempts):
         old = repo.ref_target(OBSERVATIONS_REF)
         stored = _stored(repo, old)
@@ -146,6 +238,7 @@ def observe(repo: Repo | str | Path, sources: list, *, attempts: int = 200) -> O
         tree = repo.build_tree(base_tree, {name: body})
         message = f"aevolve: observe {len(fresh)} observation(s)\n\nAevolve-Observations: {len(fresh)}\n"
         new = repo.commit(tree, [old] if old else [], message)
+        pause("observe-objects")
         try:
             repo.update_ref(OBSERVATIONS_REF, new, old)
         except RefMoved:

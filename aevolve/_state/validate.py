@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from aevolve._errors import UsageError
 from aevolve._git.repo import MAIN, Repo
-from aevolve._state import schemas
+from aevolve._state import names, schemas
 from aevolve._state.jsonl import iter_jsonl
 from aevolve._state.model import (
     CONFIG_FILE,
@@ -43,7 +43,8 @@ class Problem:
     pointer: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
+        path = self.path if self.path.isprintable() else names.shown(self.path)  # no raw control character
+        where = f"{path}:{self.line}" if self.line else path
         tail = f" ({self.pointer})" if self.pointer else ""
         label = "" if self.severity == ERROR else "warning: "
         return f"{where}: {label}{self.message}{tail}"
@@ -292,7 +293,32 @@ def validate_state(state: State, repo: Repo | None = None, use_cache: bool = Tru
         if cache:
             cache.flush()
     report.problems.extend(_check_layout(state))
+    report.problems.extend(_check_names(state))
     return report
+
+
+def _check_names(state: State) -> list[Problem]:
+    """Paths no checkout may safely hold (`names.unsafe_reason`), names that differ only
+    in case, and submodules inside an evolvable layer (a proposal would replace them)."""
+    links = names.gitlinks(state)
+    paths = sorted({*state.files, *links})
+    problems = [Problem(path, f"unsafe path {names.shown(path)}: {reason}")
+                for path, reason in names.unsafe_paths(paths)]
+    for first, second in names.case_collisions(paths):
+        problems.append(Problem(second, f"{names.shown(second)} differs from {names.shown(first)} only in case; "
+                                "a checkout on a case-insensitive file system (macOS, Windows) holds only one "
+                                "of them: rename one"))
+    try:
+        layers = set(state.evolvable_layers())
+    except FileError:
+        layers = set()  # the broken manifest is reported by its own check
+    for link in sorted(links):
+        head, sep, _ = link.partition("/")
+        if sep and head in layers:
+            problems.append(Problem(link, f"a submodule (gitlink) inside the evolvable layer {head!r}: its "
+                                    "files are not part of the state, and an evolver's change there would "
+                                    "replace it; move it out of the layer or commit its files"))
+    return problems
 
 
 def _check_layout(state: State) -> list[Problem]:

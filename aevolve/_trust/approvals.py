@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aevolve._errors import SigningError
 from aevolve._git.repo import APPROVALS_REF
+from aevolve._json import loads
 from aevolve._trust.signing import NAMESPACE_APPROVAL, canonical, sign, signing_key, verify
 
 if TYPE_CHECKING:
@@ -69,8 +70,8 @@ def parse_approvals(data: bytes | None) -> list[dict]:
     if not data:
         return []
     try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = loads(data)  # bounded nesting: a pushed note is anyone's input
+    except ValueError:  # broken JSON, too deep, NaN, not UTF-8
         return []
     items = doc.get("approvals") if isinstance(doc, dict) else None
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []

@@ -3,6 +3,7 @@ signing key is configured), and never rewritten when it says the same again."""
 
 from __future__ import annotations
 
+from aevolve._faults import pause
 from aevolve._git.notes import dump_report, read_gate_report
 from aevolve._git.repo import Repo
 from aevolve._trust.exam import read_config
@@ -27,7 +28,9 @@ def store_report(repo: Repo, report: dict) -> bool:
     existing = read_gate_report(repo, report["candidate"])
     if existing is not None and same_verdict(existing, report) and not _would_sign_better(repo, existing):
         return False
-    repo.write_note(report["candidate"], prepare_report(repo, report))
+    data = prepare_report(repo, report)
+    pause("gate-note")
+    repo.write_note(report["candidate"], data)
     return True
 
 

@@ -33,6 +33,12 @@ COMMANDS = {
     "rollback": "aevolve.cli.review_cmds:rollback_cmd",
     "approve": "aevolve.cli.trust_cmds:approve_cmd",
     "verify": "aevolve.cli.trust_cmds:verify_cmd",
+    "sync": "aevolve.cli.remote_cmds:sync_cmd",
+    "import": "aevolve.cli.import_cmds:import_cmd",
+    "export": "aevolve.cli.import_cmds:export_cmd",
+    "cases": "aevolve.cli.cases_cmds:cases_cmd",
+    "gc": "aevolve.cli.gc_cmds:gc_cmd",
+    "report": "aevolve.cli.report_cmds:report_cmd",
 }
 
 
@@ -65,6 +71,23 @@ _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQU
 
 
 def main(argv: list[str] | None = None) -> None:
+    from aevolve.cli.terminal import SafeStream
+
+    # everything printed, ours or an agent's, reaches the terminal cleaned (cli/terminal.py)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
+    try:
+        code = _run(argv)
+        from aevolve.cli.gc_cmds import after_command
+
+        after_command(argv, code)  # bounded growth after a writing command (docs/gc.md)
+    finally:
+        sys.stdout, sys.stderr = saved
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _run(argv: list[str] | None) -> object:
+    """The command's exit code: every error becomes its code here, in one place."""
     from aevolve._errors import AevolveError
 
     try:
@@ -89,4 +112,4 @@ def main(argv: list[str] | None = None) -> None:
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(f"aevolve: {exc.strerror or exc}{where}", err=True)
         code = STORAGE if exc.errno in _STORAGE_ERRNOS else 1
-    sys.exit(code if isinstance(code, int) else 0)
+    return code

@@ -11,7 +11,41 @@ import click
 def open_repo(ctx: click.Context):
     from aevolve._git.repo import Repo
 
-    return Repo.open(ctx.obj["repo_path"] if ctx.obj else ".")
+    repo = Repo.open(ctx.obj["repo_path"] if ctx.obj else ".")
+    if not _inside_git(ctx):
+        heal(repo)
+    return repo
+
+
+def _inside_git(ctx: click.Context) -> bool:
+    """Run by git itself (a hook): git may hold the index lock; the next command heals."""
+    current: click.Context | None = ctx
+    while current is not None:
+        if current.info_name in ("hook", "merge-jsonl"):
+            return True
+        current = current.parent
+    return False
+
+
+def heal(repo) -> None:
+    """Finish what a killed promotion left undone (see aevolve/_promote/journal.py), saying
+    so on stderr; when it cannot be finished, say how and go on: the command may be the fix."""
+    from aevolve._promote.journal import heal as heal_journal
+    from aevolve._promote.journal import pending
+
+    if not pending(repo):  # one stat on every command
+        return
+    from aevolve._errors import AevolveError
+
+    try:
+        healed = heal_journal(repo)
+    except AevolveError as exc:
+        click.echo(f"aevolve: warning: could not finish an interrupted promotion: {exc}", err=True)
+        return
+    for line in healed.messages:
+        click.echo(f"aevolve: {line}", err=True)
+    if healed.blocked:
+        click.echo(f"aevolve: warning: {healed.blocked}", err=True)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON document.")
@@ -26,5 +60,10 @@ def is_tty() -> bool:
 
 
 def style(text: str, **kwargs) -> str:
-    """Colour only on a terminal."""
-    return click.style(text, **kwargs) if is_tty() else text
+    """Colour only on a terminal; the colour codes are marked as ours (cli/terminal.py)."""
+    if not is_tty():
+        return text
+    from aevolve.cli.terminal import own_escape
+
+    start, _, end = click.style("\0", **kwargs).partition("\0")
+    return own_escape(start) + text + own_escape(end)

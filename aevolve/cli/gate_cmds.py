@@ -23,12 +23,13 @@ def _parse_shard(value: str | None):
 
 def _load_reports(paths: tuple[str, ...]) -> list[dict]:
     from aevolve._errors import InvalidInput
+    from aevolve._json import loads
 
     out = []
     for path in paths:
         try:
             with open(path, encoding="utf-8") as fh:
-                out.append(json.load(fh))
+                out.append(loads(fh.read()))
         except OSError as exc:
             raise InvalidInput(f"{path}: cannot read shard report ({exc.strerror})") from None
         except json.JSONDecodeError as exc:
@@ -75,7 +76,7 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
         if promote and shard_spec:
             raise UsageError("a shard cannot promote: collect the shards first")
         candidate = args[0] if args else "HEAD"
-        if promote and _behind(repo, candidate, base):
+        if promote and _promote_decides(repo, candidate, base):
             report, promoted = _gate_and_promote(repo, candidate, base)
             report = _redacted(repo, report)
             _write_output(output, report.to_dict())
@@ -112,13 +113,13 @@ def _write_output(output: str | None, data: dict) -> None:
             fh.write("\n")
 
 
-def _behind(repo, candidate: str, base: str) -> bool:
-    """Is the candidate off main's line (main moved on since it was made)?"""
+def _promote_decides(repo, candidate: str, base: str) -> bool:
+    """Is the candidate already in main (nothing to do, exit 0, as `promote` says), or off
+    main's line (main moved on since it was made: promote rebases and gates it)?"""
     from aevolve._git.reader import GitReader
 
     cand, main = str(repo.resolve(candidate).id), repo.resolve_branch(base)
-    in_main = repo.is_ancestor(cand, main)
-    return not in_main and GitReader(repo).first_parent_chain(main, cand) is None
+    return repo.is_ancestor(cand, main) or GitReader(repo).first_parent_chain(main, cand) is None
 
 
 def _gate_and_promote(repo, branch: str, base: str):

@@ -57,14 +57,21 @@ def observations_cmd(ctx, failed, since, as_json) -> None:
 
 
 def _options(pairs) -> dict:
-    import yaml
+    """`-o KEY=VALUE` pairs; each VALUE is YAML (a number, a list...), read by the bounded loader."""
+    from aevolve._errors import FileError
+    from aevolve._state.model import load_yaml
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise click.UsageError(f"--option takes KEY=VALUE, got {pair!r}")
-        out[key.replace("-", "_")] = yaml.safe_load(value) if value else ""
+            raise click.UsageError(f"-o/--option takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key.replace("-", "_")] = load_yaml(value, f"-o {key}") if value.strip() else ""
+        except FileError as exc:
+            raise click.UsageError(f"-o {key}: {exc.detail} (VALUE is read as YAML; quote text, "
+                                   "e.g. -o 'key=\"[text\"')") from None
     return out
 
 

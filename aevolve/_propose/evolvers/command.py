@@ -28,6 +28,7 @@ from pathlib import Path
 
 from aevolve._errors import EvolverFailed, UsageError
 from aevolve._git.repo import LINK
+from aevolve._json import loads
 from aevolve._propose.evolvers.base import EvolveContext, Proposal
 from aevolve._state import schemas
 
@@ -44,7 +45,7 @@ def parse_argv(value) -> list[str]:
     """An argv list, or a JSON string holding one (never a shell string)."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads(value)
         except json.JSONDecodeError:
             raise UsageError(
                 f"--command must be a JSON argv list such as '[\"python\", \"evolve.py\"]', got {value!r}"
@@ -145,7 +146,7 @@ class CommandEvolver:
             self.reason = f"{self.name} wrote no proposal"
             return None
         try:
-            document = json.loads(raw)
+            document = loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EvolverFailed(f"{self.name}: its output is not JSON ({exc})\n{_tail(stderr)}") from None
         if document is None:

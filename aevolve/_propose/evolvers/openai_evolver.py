@@ -43,18 +43,18 @@ class OpenAIEvolver:
 
     def __init__(self, *, model=None, base_url=None, api_key=None, api_key_env=None, temperature=None,
                  max_output_tokens=None, budget_chars=None, timeout=None, max_retries=None,
-                 base_delay=None, max_delay=None, response_format=None, **unknown):
+                 base_delay=None, max_delay=None, response_format=None, max_response_bytes=None, **unknown):
         if unknown:
             raise UsageError(
                 f"unknown openai evolver option(s): {', '.join(sorted(unknown))}; known: model, base_url, api_key, "
                 "api_key_env, temperature, max_output_tokens, budget_chars, timeout, max_retries, base_delay, "
-                "max_delay, response_format"
+                "max_delay, response_format, max_response_bytes"
             )
         self.options = {
             "model": model, "base_url": base_url, "api_key": api_key, "api_key_env": api_key_env,
             "temperature": temperature, "max_output_tokens": max_output_tokens, "timeout": timeout,
             "max_retries": max_retries, "base_delay": base_delay, "max_delay": max_delay,
-            "response_format": response_format,
+            "response_format": response_format, "max_response_bytes": max_response_bytes,
         }
         self.budget_chars = budget_chars
         self.settings: llm.LLMSettings | None = None
@@ -108,9 +108,12 @@ class OpenAIEvolver:
 
         from aevolve._state import schemas
 
-        client = llm.make_client(settings)
+        client = llm.make_client(settings, total=_total_timeout(ctx.config or {}))
         request_extra = {"seed": ctx.seed} if ctx.seed else {}
-        answer = _chat(client, settings, messages, schemas.schema("proposal"), repair_budget, request_extra)
+        try:
+            answer = _chat(client, settings, messages, schemas.schema("proposal"), repair_budget, request_extra)
+        finally:
+            client.openai.close()
         proposal = Proposal.from_dict(answer.data)
         proposal.evidence = _evidence(proposal.evidence, view.shown_ids, ctx.observations)
         proposal.usage = {**answer.usage.to_dict(), "model": settings.model, "answers": answer.attempts}
@@ -121,6 +124,20 @@ def _chat(client, settings, messages, schema, repair_budget, extra):
     # a seed goes with every request of this proposal (diverse candidates stay reproducible)
     return llm.chat_json(client, settings.model, messages, schema, settings=settings, schema_name="proposal",
                          validate=llm.schema_validator("proposal"), repair_budget=repair_budget, extra=extra)
+
+
+def _total_timeout(config: dict) -> float:
+    """`evolver.timeout`: seconds the whole call may take, every request, retry and wait included."""
+    value = (config.get("evolver") or {}).get("timeout", 600)
+    try:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        seconds = float(600 if value is None else value)
+    except (TypeError, ValueError):
+        raise UsageError(f"aevolve.yaml evolver.timeout must be a number of seconds, not {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"aevolve.yaml evolver.timeout must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def _failed(observation: dict) -> bool:

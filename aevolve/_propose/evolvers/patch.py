@@ -18,7 +18,9 @@ from pathlib import Path
 
 from aevolve._errors import AevolveError, EvolverFailed, InvalidInput, PatchDoesNotApply, PolicyRefused, UsageError
 from aevolve._git.repo import BLOB, LINK, Repo
+from aevolve._json import loads
 from aevolve._propose.evolvers.base import Edit, EvolveContext, Proposal
+from aevolve._propose.policy import edit_count_problem
 from aevolve._state import schemas
 from aevolve._state.model import FileError, load_yaml
 
@@ -130,6 +132,11 @@ def _load_document(path: str | Path, what: str):
         raise UsageError(f"{path}: no such {what} file") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{path}: not valid UTF-8") from None
+    if text.lstrip()[:1] in ("[", "{"):
+        try:
+            return loads(text)  # 100x faster than the YAML reader on a large edit list
+        except ValueError:
+            pass  # YAML flow style, or broken: the YAML reader says where
     try:
         return load_yaml(text, str(path))  # YAML is a superset of JSON
     except FileError as exc:
@@ -164,6 +171,9 @@ class PatchEvolver:
                              + ", ".join(_FLAG[k] for k in missing) + " (or give them in --rationale FILE)")
         if diff is not None:  # applied only once the rationale is complete: a usage error comes first
             edit_list = [e.to_dict() for e in diff_to_edits(diff, ctx.repo, ctx.base, source)]
+        too_many = edit_count_problem(len(edit_list or []), ctx.config)  # before the schema reads every edit
+        if too_many:
+            raise PolicyRefused([too_many])
         document = {k: fields[k] for k in (*RATIONALE_KEYS, "evidence", "layer") if fields.get(k) is not None}
         document["edits"] = edit_list
         if isinstance(document.get("evidence"), str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from aevolve._json import loads
 from aevolve._review.semdiff.fields import field_changes
 from aevolve._review.semdiff.result import MemoryChange, RecordChange
 from aevolve._review.semdiff.text import status
@@ -52,7 +53,7 @@ def _parse_lines(raw_lines: list[bytes], all_lines: list[bytes], side: str, chan
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
+            value = loads(raw)  # bounded depth, no NaN: what validate reads
             problem = None if isinstance(value, dict) else "not a JSON object"
         except UnicodeDecodeError:
             problem = "not valid UTF-8"

@@ -7,7 +7,7 @@ import difflib
 from aevolve._git.repo import LINK
 from aevolve._review.semdiff.result import FileChange
 from aevolve._review.semdiff.sources import decode
-from aevolve._state.model import layer_of
+from aevolve._state.model import FileError, check_yaml_shape, layer_of
 
 
 def status(old, new) -> str:
@@ -29,10 +29,22 @@ def text_change(sa, sb, path: str, old, new, protected: bool, layer: str | None 
         return change
     if (old and old[1] == LINK) or (new and new[1] == LINK):
         change.note = "symlink"
+    elif new and path.endswith((".yaml", ".yml")):
+        change.note = _yaml_note(tb, path)
     change.diff = unified(ta, tb, path, old is not None, new is not None)
     change.additions = sum(1 for line in change.diff if line.startswith("+") and not line.startswith("+++"))
     change.deletions = sum(1 for line in change.diff if line.startswith("-") and not line.startswith("---"))
     return change
+
+
+def _yaml_note(text: str, path: str) -> str:
+    """Why aevolve refuses to read this YAML (alias bomb, too deep), else "": the reader
+    of the diff sees the text, and the problem every command will report."""
+    try:
+        check_yaml_shape(text, path)
+    except FileError as exc:
+        return str(exc)
+    return ""
 
 
 def unified(a: str, b: str, path: str, has_a: bool = True, has_b: bool = True,

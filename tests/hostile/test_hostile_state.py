@@ -1,4 +1,11 @@
-"""A hostile corpus: each broken file gives a clear error naming file and line, exit 1, no traceback."""
+"""A hostile corpus: each broken file gives a clear error naming file and line, exit 1, no traceback.
+
+Also the decisions about what is not JSON or not YAML: NaN and Infinity are
+refused (RFC 8259), a UTF-8 BOM starting a file is accepted and ignored, YAML
+whose aliases expand past 100,000 nodes (a "billion laughs") is refused with
+the line of the alias, and JSON or YAML nested deeper than 200 levels is a
+located error.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,29 @@ import pytest
 from conftest import SAMPLE_STATE, git, make_state_repo, run_cli, write
 
 SKILL = "skills/refund-policy/SKILL.md"
+
+
+def laughs(levels: int = 9) -> str:
+    """A billion laughs: 9 ** levels strings once expanded, a few hundred bytes as written."""
+    out = ['lol0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    out += [f"lol{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(out) + "\n"
+
+
+def bomb_line(text: str) -> int:
+    """The line whose first alias takes the expansion past 100,000 nodes (lol5, 141,148 nodes)."""
+    return next(n for n, line in enumerate(text.splitlines(), 1) if line.startswith("lol5:"))
+
+
+MANIFEST = "name: a\nversion: 1\ncontract_version: '1.0'\nagent: {type: r, entrypoint: x}\n"
+BOMBS = {  # path -> the file with a billion laughs in it
+    "manifest.yaml": MANIFEST + laughs(),
+    "aevolve.yaml": "version: 1\n" + laughs(),
+    "tools/registry.yaml": "tools: []\n" + laughs(),
+    "evals/basic.yaml": "cases: []\n" + laughs(),
+    SKILL: "---\nname: refund-policy\ndescription: d\n" + laughs() + "---\nbody\n",
+}
+DEEP_JSON = '{"id": "deep", "content": ' + "[" * 100_000 + "]" * 100_000 + "}"
 
 # name -> (files to write over the sample state, expected "path:line" or "path", words in the message)
 CORPUS = {
@@ -76,6 +106,26 @@ CORPUS = {
     "skill-folder-without-skill-md": (
         {"skills/orphan/notes.md": "no SKILL.md here\n"},
         "skills/orphan/", "has no SKILL.md"),
+    **{f"billion-laughs-in-{path}": ({path: text}, f"{path}:{bomb_line(text)}", "YAML alias expansion exceeds 100,000")
+       for path, text in BOMBS.items()},
+    "yaml-alias-inside-itself": (
+        {"manifest.yaml": MANIFEST + "loop: &loop\n  - a\n  - *loop\n"},
+        "manifest.yaml:7", "refers to a node that contains it"),
+    "yaml-nested-too-deep": (
+        {"tools/registry.yaml": "tools: []\nx: " + "[" * 300 + "]" * 300 + "\n"},
+        "tools/registry.yaml:2", "YAML nested deeper than 200 levels"),
+    "block-yaml-nested-too-deep": (
+        {"evals/basic.yaml": "".join("  " * i + "a:\n" for i in range(250))},
+        "evals/basic.yaml:201", "YAML nested deeper than 200 levels"),
+    "json-nested-100k-deep-in-memory": (
+        {"memory/episodic.jsonl": '{"id": "m-1"}\n' + DEEP_JSON + "\n"},
+        "memory/episodic.jsonl:2", "nested deeper than 200 levels"),
+    "nan-in-memory": (
+        {"memory/episodic.jsonl": '{"id": "m-1", "content": "a"}\n{"id": "m-2", "content": "b", "score": NaN}\n'},
+        "memory/episodic.jsonl:2", "NaN is not JSON"),
+    "infinity-in-memory": (
+        {"memory/episodic.jsonl": '{"id": "m-1", "content": "a", "w": [1, -Infinity]}\n'},
+        "memory/episodic.jsonl:1", "-Infinity is not JSON"),
 }
 
 
@@ -152,3 +202,32 @@ def test_status_survives_a_hostile_state(state_repo):
     proc = run_cli("status", cwd=state_repo)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert "invalid" in proc.stdout
+
+
+def test_status_survives_hostile_yaml_and_json(state_repo):
+    corrupt(state_repo, {"manifest.yaml": BOMBS["manifest.yaml"],
+                         "memory/episodic.jsonl": DEEP_JSON + "\n"})
+    proc = run_cli("status", cwd=state_repo)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "invalid (2 errors)" in proc.stdout
+
+
+BOM = "\ufeff"
+
+
+@pytest.mark.parametrize("path", ["manifest.yaml", "aevolve.yaml", "tools/registry.yaml", "evals/basic.yaml",
+                                  SKILL, "memory/episodic.jsonl", "prompts/system.md"])
+def test_a_bom_starting_a_state_file_is_accepted_and_ignored(state_repo, path):
+    original = (state_repo / path).read_text()
+    (state_repo / path).write_text(BOM + original)
+    proc = run_cli("validate", cwd=state_repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_yaml_anchors_within_the_bound_still_load(state_repo):
+    corrupt(state_repo, {"evals/basic.yaml": (
+        "- &case\n  id: a\n  input: {q: 1}\n  assert: &checks\n    - {type: contains, value: x}\n"
+        "- id: b\n  input: {q: 2}\n  assert: *checks\n"
+    )})
+    proc = run_cli("validate", cwd=state_repo)
+    assert proc.returncode == 0, proc.stdout

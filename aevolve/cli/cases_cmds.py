@@ -1,0 +1,46 @@
+"""cases: the gate's case files (`cases import promptfoo`; more subcommands join this group)."""
+
+from __future__ import annotations
+
+import click
+
+from aevolve.cli.common import echo_json, json_option, open_repo
+
+
+@click.group("cases")
+def cases_cmd() -> None:
+    """Work with the gate's case files (the exam under evals/)."""
+
+
+@cases_cmd.group("import")
+def cases_import_cmd() -> None:
+    """Convert another tool's eval suite into aevolve cases."""
+
+
+@cases_import_cmd.command("promptfoo")
+@click.argument("config", metavar="PROMPTFOOCONFIG", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default="evals/promptfoo.yaml", show_default=True, metavar="evals/FILE.yaml",
+              help="The case file to write, relative to the repository root; never overwritten.")
+@click.option("--partial", is_flag=True, help="Write the tests that convert even when others do not.")
+@json_option
+@click.pass_context
+def cases_import_promptfoo_cmd(ctx: click.Context, config: str, output: str, partial: bool, as_json: bool) -> None:
+    """Convert a promptfoo config's tests into an aevolve case file (an exam change to commit)."""
+    from aevolve._ecosystem.promptfoo import import_promptfoo
+
+    repo = open_repo(ctx)
+    if repo.workdir is None:
+        raise click.UsageError("a case file is written into a checkout; this repository is bare")
+    result = import_promptfoo(config, repo.workdir, output, partial=partial)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    conversion = result.conversion
+    for problem in conversion.problems:
+        click.echo(f"aevolve: not converted: {problem}", err=True)
+    for note in conversion.notes:
+        click.echo(f"aevolve: note: {note}", err=True)
+    click.echo(f"wrote {len(conversion.cases)} case(s) to {result.path}")
+    if conversion.new_types:
+        click.echo(f"  uses assertion types new to aevolve: {', '.join(sorted(conversion.new_types))}")
+    click.echo("  review and commit it: an exam change is a maintainer change and needs approval (docs/gate.md)")
