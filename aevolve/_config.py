@@ -16,11 +16,14 @@ DEFAULTS: dict = {
         "allow_empty": False,
         "exam_approvals": 1,
         "max_output_bytes": 1024 * 1024,
+        "report_output_bytes": 4096,
+        "holdout": None,
         "policy": {
             "no_regressions": True,
             "min_improvement": 0.0,
             "significance": 0.05,
             "max_errors": 0,
+            "holdout_no_regressions": True,
             "tags": {},
         },
     },
@@ -125,11 +128,14 @@ gate:
   allow_empty: false            # no matching case is an error, not an acceptance
   exam_approvals: 1             # signed approvals a maintainer change (exam, agent code) needs
   max_output_bytes: 1048576     # of each run's stdout and of its stderr, kept and judged; the rest is discarded
+  report_output_bytes: 4096     # of each output the report keeps as evidence for a case that changed
+  holdout: null                 # glob of held-out cases under evals/, never shown to evolvers, e.g. "evals/holdout/**"
   policy:
     no_regressions: true        # a case that passes on main must pass on the candidate
     min_improvement: 0.0        # aggregate pass-rate gain required to promote
     significance: 0.05          # with repeats: one-sided Fisher exact test level for a regression
     max_errors: 0               # cases that may error without a passing baseline before the gate errors
+    holdout_no_regressions: true # a held-out case that passes on main must pass on the candidate
     tags: {}                    # per-tag rules, e.g. {safety: {min_pass_rate: 1.0}}
 
 evolver:
