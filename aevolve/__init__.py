@@ -3,9 +3,10 @@
 The public API: every function takes a `Repo` first and returns a result type;
 every failure is an `AevolveError` with an exit code. Implementation modules are
 private (`aevolve._git`, `aevolve._state`, `aevolve._trust`, `aevolve._propose`,
-`aevolve._gate`, `aevolve._promote`, `aevolve._hooks`, `aevolve._review`), layered
-in that order. Names load on first use, so `import aevolve` (and `aevolve --help`)
-stays cheap.
+`aevolve._gate`, `aevolve._promote`, then `aevolve._hooks`, `aevolve._review`,
+`aevolve._remote`, `aevolve._report`, `aevolve._ecosystem`), layered in that
+order. Names load on first use, so `import aevolve` (and `aevolve --help`) stays
+cheap.
 
     import aevolve
 
@@ -26,11 +27,11 @@ __version__ = "0.1.0"
 __all__ = [
     # functions, in the order of the loop
     "init", "validate", "status", "observe", "propose", "gate", "collect", "promote",
-    "approve", "verify", "diff", "review", "log", "rollback",
+    "approve", "verify", "diff", "review", "log", "rollback", "sync", "report",
     # result types
     "Repo", "State", "InitResult", "ValidationReport", "Problem", "Status", "ObserveResult",
     "ProposeResult", "GateReport", "PromoteResult", "Approval", "CommitVerdict", "SemanticDiff",
-    "Review", "LogEntry",
+    "Review", "LogEntry", "SyncResult", "EvolutionReport",
     # exceptions
     "AevolveError", "UsageError", "InvalidInput", "FileError", "NotARepository", "RefNotFound",
     "AmbiguousRef", "GitCommandFailed", "Conflict", "RefMoved", "LockBusy", "MergeConflict",
@@ -54,6 +55,8 @@ _WHERE = {
     "review": ("aevolve._review.review", "build_review"),
     "log": ("aevolve._review.history", "log"),
     "rollback": ("aevolve._review.history", "rollback"),
+    "sync": ("aevolve._remote.sync", "sync"),
+    "report": ("aevolve._report.history", "build_report"),
     "Repo": ("aevolve._git.repo", "Repo"),
     "State": ("aevolve._state.model", "State"),
     "InitResult": ("aevolve._state.init", "InitResult"),
@@ -69,6 +72,8 @@ _WHERE = {
     "SemanticDiff": ("aevolve._review.diff", "SemanticDiff"),
     "Review": ("aevolve._review.review", "Review"),
     "LogEntry": ("aevolve._review.history", "LogEntry"),
+    "SyncResult": ("aevolve._remote.sync", "SyncResult"),
+    "EvolutionReport": ("aevolve._report.model", "Report"),
 }
 _WHERE.update({name: ("aevolve._errors", name) for name in __all__ if name not in _WHERE})
 
@@ -104,6 +109,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from aevolve._git.repo import Repo
     from aevolve._promote.promote import PromoteResult, promote
     from aevolve._propose.run import ProposeResult, propose
+    from aevolve._remote.sync import SyncResult, sync
+    from aevolve._report.history import build_report as report
+    from aevolve._report.model import Report as EvolutionReport
     from aevolve._review.diff import SemanticDiff
     from aevolve._review.diff import semantic_diff as diff
     from aevolve._review.history import LogEntry, log, rollback

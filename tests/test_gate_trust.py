@@ -238,6 +238,16 @@ def test_a_commit_already_in_main_is_never_gated_again(tmp_path, aevolve):
     assert admissible(g.repo, older) and admissible(g.repo, tip)
 
 
+def test_gate_promote_of_a_commit_already_in_main_has_nothing_to_do(tmp_path, aevolve):
+    g = make(tmp_path)
+    tip = g.answers_branch("evolve/fix-c", a="right", b="right", c="right")
+    promote(g.repo, "evolve/fix-c")
+    notes_ref = g.repo.ref_target(NOTES_REF)
+    result = aevolve(g, "gate", "evolve/fix-c", "--promote")  # as `promote` says: exit 0, nothing moves
+    assert result.code == 0, result.err
+    assert main_of(g) == tip and g.repo.ref_target(NOTES_REF) == notes_ref
+
+
 def test_regating_an_unchanged_candidate_leaves_the_notes_ref_where_it_was(tmp_path):
     g = make(tmp_path)
     cand = g.answers_branch("evolve/fix-c", a="right", b="right", c="right")

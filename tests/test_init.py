@@ -8,7 +8,7 @@ from pathlib import Path
 from aevolve._config import TEMPLATE
 from aevolve._state.init import init_repo
 
-from conftest import SAMPLE_STATE, git, run_cli, write
+from conftest import SAMPLE_STATE, git, make_state_repo, run_cli, write
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:
@@ -174,3 +174,15 @@ def test_init_keeps_the_users_staged_work(tmp_path):
 
     assert git(root, "diff", "--cached", "--name-only") == "prompts/system.md"
     assert git(root, "show", "main:prompts/system.md") == "You are a helpful support agent.\nAnswer briefly."
+
+
+def test_init_in_a_clone_says_it_only_configured(tmp_path):
+    source = make_state_repo(tmp_path / "source")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(source), str(clone))
+
+    proc = run_cli("init", cwd=clone)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "a clone of a state repository; configured only, nothing committed" in proc.stdout
+    assert "  set merge.aevolve-jsonl.driver = " in proc.stdout

@@ -10,6 +10,7 @@ run neither blocks nor admits a change. Runner errors count as failed runs.
 
 from __future__ import annotations
 
+import math
 from math import comb
 
 
@@ -128,6 +129,7 @@ def decide(cases: list[dict], policy: dict, static: list[str]) -> tuple[str, lis
         "gain": round(gain, 6),
         "candidate_errors": sum(c["candidate"].get("errors", 0) for c in cases),
         "baseline_errors": sum((c.get("baseline") or {}).get("errors", 0) for c in cases),
+        **evidence_summary(cases),
     }
     if not reject:
         if not cases:
@@ -138,6 +140,70 @@ def decide(cases: list[dict], policy: dict, static: list[str]) -> tuple[str, lis
                 f"{_fmt(base_rate)} -> {_fmt(cand_rate)} ({gain:+.3f}); {len(improvements)} improvement(s)"
             )
     return ("reject" if reject else "accept"), reasons, summary
+
+
+SIDES = ("baseline", "candidate")
+FLIPS = ("pass_pass", "pass_fail", "fail_pass", "fail_fail", "new", "errors")
+
+
+def flip(case: dict) -> str:
+    """Which of FLIPS a case is: baseline pass/fail -> candidate pass/fail as the gate judges
+    each side; "errors" when a run errored on either side, "new" without a baseline."""
+    base, cand = case.get("baseline"), case.get("candidate")
+    if case.get("verdict") == "error" or any((s or {}).get("errors") for s in (base, cand)):
+        return "errors"
+    if not base or not base.get("runs"):
+        return "new"
+    threshold = case.get("threshold", 1.0)
+    before = "pass" if side_passing(base, threshold) else "fail"
+    return f"{before}_{'pass' if side_passing(cand, threshold) else 'fail'}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of a non-empty list (the same as aevolve report's)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _spread(values: list[float], digits: int) -> dict | None:
+    if not values:
+        return None
+    return {"median": round(percentile(values, 0.5), digits), "p95": round(percentile(values, 0.95), digits),
+            "cases": len(values)}
+
+
+def _numbers(cases: list[dict], side: str, key: str) -> list[float]:
+    out = []
+    for c in cases:
+        value = (c.get(side) or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.append(float(value))
+    return out
+
+
+def tag_rates(cases: list[dict]) -> dict:
+    """tag -> {"cases", "baseline", "candidate"}: the mean per-case pass rate of each side."""
+    out = {}
+    for tag in sorted({t for c in cases for t in (c.get("tags") or []) if isinstance(t, str)}):
+        tagged = [c for c in cases if tag in (c.get("tags") or [])]
+        rates = {side: aggregate(tagged, side) for side in SIDES}
+        out[tag] = {"cases": len(tagged), **{k: None if v is None else round(v, 6) for k, v in rates.items()}}
+    return out
+
+
+def evidence_summary(cases: list[dict]) -> dict:
+    """The figures a reviewer compares: flip counts, per-tag pass rates, and the median and
+    p95 of per-case latency and cost on each side (None where no case recorded one)."""
+    flips = dict.fromkeys(FLIPS, 0)
+    for c in cases:
+        flips[flip(c)] += 1
+    cost = {side: _spread(_numbers(cases, side, "cost"), 6) for side in SIDES}
+    for side in SIDES:
+        if cost[side] is not None:
+            cost[side]["total"] = round(sum(_numbers(cases, side, "cost")), 6)
+    return {"flips": flips, "tags": tag_rates(cases),
+            "latency_ms": {side: _spread(_numbers(cases, side, "latency_ms"), 1) for side in SIDES},
+            "cost": cost}
 
 
 def _fmt(rate: float | None) -> str:

@@ -54,9 +54,11 @@ STALE_LOCK_SECONDS = 2.0
 
 
 def note_paths(commit: str) -> list[str]:
-    """Where git may keep `commit`'s note in a notes tree: flat, or fanned out
-    (`ab/cdef...`, `ab/cd/ef...`) once the tree grows."""
-    return [commit, f"{commit[:2]}/{commit[2:]}", f"{commit[:2]}/{commit[2:4]}/{commit[4:]}"]
+    """Where git may keep `commit`'s note in a notes tree, the layout aevolve writes
+    first: fanned out (`ab/cdef...`, what git uses once a notes tree grows), flat
+    (older aevolve, and git on a small tree), or two levels deep (`ab/cd/ef...`)."""
+    return [f"{commit[:2]}/{commit[2:]}", commit, f"{commit[:2]}/{commit[2:4]}/{commit[4:]}"]
+
 
 
 @dataclass(frozen=True)
@@ -597,10 +599,13 @@ class Repo:
     def note_commit(self, commit: str, data: bytes, parent: str | None, ref: str = NOTES_REF) -> pygit2.Oid:
         """The notes commit that adds or replaces `commit`'s note on top of `parent`."""
         base = self.git[parent].tree if parent else None
-        path = commit
-        if base is not None and commit[:2] in base and base[commit[:2]].type_str == "tree":
-            path = f"{commit[:2]}/{commit[2:]}"  # notes written by git with fan-out
-        tree = self.build_tree(base, {path: data})
+        # Always git's 2/38 fan-out: a lookup then reads one small subtree, where a
+        # flat tree of 10k notes is parsed whole for every note (git reads either
+        # layout, and mixed ones). A copy at another depth is dropped.
+        fanned, *others = note_paths(commit)
+        edits: dict[str, bytes | None] = {fanned: data}
+        edits.update((p, None) for p in others if base is not None and self.read(base, p) is not None)
+        tree = self.build_tree(base, edits)
         return self.commit(tree, [parent] if parent else [], f"aevolve: note on {commit}\n")
 
     # -- git command ---------------------------------------------------------

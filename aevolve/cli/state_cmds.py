@@ -21,6 +21,11 @@ def init_cmd(path: str, as_json: bool) -> None:
         echo_json({"path": str(result.path), "created_repo": result.created_repo,
                    "added": result.added, "commit": result.commit})
         return
+    if result.existing:
+        click.echo(f"{result.path}: a clone of a state repository; configured only, nothing committed.")
+        for line in result.configured:
+            click.echo(f"  set {line}")
+        return
     if not result.changed:
         click.echo(f"{result.path} is already a state repository; nothing to do.")
         return
