@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aevolve._ecosystem.files import read_bounded
 from aevolve._errors import FileError, InvalidInput
 
 SIDECAR = "letta/agent-file.json"
@@ -57,13 +58,7 @@ def read_agent_file(path: str | Path) -> dict:
     """The Agent File document; a JSON string holding the document (as some exporters wrote
     it) is read too. InvalidInput says where the file breaks."""
     name = str(path)
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InvalidInput(f"{name}: no such file") from None
-    if len(data) > MAX_BYTES:
-        raise InvalidInput(f"{name}: larger than {MAX_BYTES:,} bytes; not read")
+    data = read_bounded(path, MAX_BYTES)
     doc = _parse_json(name, data)
     if isinstance(doc, str):
         doc = _parse_json(f"{name} (the JSON document inside its string)", doc.encode("utf-8"))
@@ -80,7 +75,7 @@ def read_agent_file(path: str | Path) -> dict:
 
 
 def _parse_json(name: str, data: bytes):
-    from aevolve._state.jsonl import loads
+    from aevolve._json import loads
 
     try:
         return loads(data)

@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aevolve._ecosystem.files import read_bounded
 from aevolve._errors import InvalidInput
 
 MAX_BYTES = 64 * 1024 * 1024  # of one config or tests file
@@ -44,13 +45,7 @@ class Suite:
 
 
 def read_text(path: Path) -> str:
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such file") from None
-    if len(data) > MAX_BYTES:
-        raise InvalidInput(f"{path}: larger than {MAX_BYTES:,} bytes; not read")
+    data = read_bounded(path, MAX_BYTES)
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
