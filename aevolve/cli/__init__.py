@@ -39,6 +39,7 @@ COMMANDS = {
     "cases": "aevolve.cli.cases_cmds:cases_cmd",
     "gc": "aevolve.cli.gc_cmds:gc_cmd",
     "report": "aevolve.cli.report_cmds:report_cmd",
+    "prune": "aevolve.cli.remote_cmds:prune_cmd",
 }
 
 

@@ -21,7 +21,7 @@ def init_cmd(path: str, as_json: bool) -> None:
         echo_json({"path": str(result.path), "created_repo": result.created_repo,
                    "added": result.added, "commit": result.commit})
         return
-    if result.existing:
+    if result.existing and result.configured:
         click.echo(f"{result.path}: a clone of a state repository; configured only, nothing committed.")
         for line in result.configured:
             click.echo(f"  set {line}")
