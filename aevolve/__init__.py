@@ -4,9 +4,9 @@ The public API: every function takes a `Repo` first and returns a result type;
 every failure is an `AevolveError` with an exit code. Implementation modules are
 private (`aevolve._git`, `aevolve._state`, `aevolve._trust`, `aevolve._propose`,
 `aevolve._gate`, `aevolve._promote`, then `aevolve._hooks`, `aevolve._review`,
-`aevolve._remote`, `aevolve._report`, `aevolve._ecosystem`), layered in that
-order. Names load on first use, so `import aevolve` (and `aevolve --help`) stays
-cheap.
+`aevolve._remote`, `aevolve._report`, `aevolve._ecosystem`, `aevolve._evolve`),
+layered in that order. Names load on first use, so `import aevolve` (and
+`aevolve --help`) stays cheap.
 
     import aevolve
 
@@ -27,11 +27,11 @@ __version__ = "0.1.0"
 __all__ = [
     # functions, in the order of the loop
     "init", "validate", "status", "observe", "propose", "gate", "collect", "promote",
-    "approve", "verify", "diff", "review", "log", "rollback", "sync", "report",
+    "approve", "verify", "diff", "review", "log", "rollback", "sync", "report", "evolve",
     # result types
     "Repo", "State", "InitResult", "ValidationReport", "Problem", "Status", "ObserveResult",
     "ProposeResult", "GateReport", "PromoteResult", "Approval", "CommitVerdict", "SemanticDiff",
-    "Review", "LogEntry", "SyncResult", "EvolutionReport",
+    "Review", "LogEntry", "SyncResult", "EvolutionReport", "EvolveResult",
     # exceptions
     "AevolveError", "UsageError", "InvalidInput", "FileError", "NotARepository", "RefNotFound",
     "AmbiguousRef", "GitCommandFailed", "Conflict", "RefMoved", "LockBusy", "MergeConflict",
@@ -57,6 +57,7 @@ _WHERE = {
     "rollback": ("aevolve._review.history", "rollback"),
     "sync": ("aevolve._remote.sync", "sync"),
     "report": ("aevolve._report.history", "build_report"),
+    "evolve": ("aevolve._evolve.loop", "evolve"),
     "Repo": ("aevolve._git.repo", "Repo"),
     "State": ("aevolve._state.model", "State"),
     "InitResult": ("aevolve._state.init", "InitResult"),
@@ -74,6 +75,7 @@ _WHERE = {
     "LogEntry": ("aevolve._review.history", "LogEntry"),
     "SyncResult": ("aevolve._remote.sync", "SyncResult"),
     "EvolutionReport": ("aevolve._report.model", "Report"),
+    "EvolveResult": ("aevolve._evolve.loop", "EvolveResult"),
 }
 _WHERE.update({name: ("aevolve._errors", name) for name in __all__ if name not in _WHERE})
 
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         StorageError,
         UsageError,
     )
+    from aevolve._evolve.loop import EvolveResult, evolve
     from aevolve._gate.report import GateReport
     from aevolve._gate.run import collect, gate
     from aevolve._git.repo import Repo

@@ -18,6 +18,7 @@ STAGES = (
     "objects",  # propose/rollback: objects written, branch not yet created
     "ref",  # propose/rollback: branch created, command not yet finished
     "gate-note",  # gate: verdict made, note not yet written
+    "evolve-cycle",  # evolve: candidates gated and the choice recorded, winner not yet promoted
     "promote-prepare",  # promote: refs locked by the transaction, not yet committed
     "promote-checkout",  # promote: refs moved, checkouts not yet updated
 )

@@ -134,12 +134,29 @@ def test_an_answer_in_a_json_code_fence_is_accepted(repo, server):
     assert result.commit and len(server.requests) == 1
 
 
-def test_evidence_the_model_invents_is_replaced_by_the_failures_it_was_shown(repo, server):
+def test_evidence_the_model_invents_is_dropped_not_replaced_by_every_failure(repo, server):
     server.answer_json({**GOOD, "evidence": ["obs-999"]})
 
     result = propose(repo, evolver="openai", evolver_options=options(server))
 
-    assert result.rationale.evidence == ["obs-2", "obs-1"]
+    assert result.rationale.evidence == []
+    assert "Aevolve-Evidence: none" in result.message
+
+
+def test_only_the_evidence_the_model_cites_is_kept(repo, server):
+    server.answer_json({**GOOD, "evidence": ["obs-999", "obs-1"]})
+
+    result = propose(repo, evolver="openai", evolver_options=options(server))
+
+    assert result.rationale.evidence == ["obs-1"]
+
+
+def test_seed_zero_is_sent_to_the_endpoint(repo, server):
+    server.answer_json(GOOD)
+
+    propose(repo, evolver="openai", evolver_options=options(server), seed=0)
+
+    assert server.bodies[0]["seed"] == 0
 
 
 # -- unusable answers --------------------------------------------------------------------

@@ -21,6 +21,7 @@ LAYERS = {
     "_gate": 5,
     "_promote": 6,
     "_hooks": 7, "_review": 7, "_remote": 7, "_report": 7, "_ecosystem": 7,
+    "_evolve": 7,
     "_demo": 8,
     "cli": 9,
     "__main__": 9,  # `python -m aevolve`: the command line's entry point

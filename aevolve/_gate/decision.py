@@ -197,10 +197,11 @@ def evidence_summary(cases: list[dict]) -> dict:
     flips = dict.fromkeys(FLIPS, 0)
     for c in cases:
         flips[flip(c)] += 1
-    cost = {side: _spread(_numbers(cases, side, "cost"), 6) for side in SIDES}
+    cost = {}
     for side in SIDES:
-        if cost[side] is not None:
-            cost[side]["total"] = round(sum(_numbers(cases, side, "cost")), 6)
+        values = _numbers(cases, side, "cost")
+        spread = _spread(values, 6)
+        cost[side] = None if spread is None else {**spread, "total": round(sum(values), 6)}
     return {"flips": flips, "tags": tag_rates(cases),
             "latency_ms": {side: _spread(_numbers(cases, side, "latency_ms"), 1) for side in SIDES},
             "cost": cost}
@@ -208,3 +209,29 @@ def evidence_summary(cases: list[dict]) -> dict:
 
 def _fmt(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate:.3f}"
+
+
+def holdout_summary(cases: list[dict]) -> dict:
+    """The held-out cases as counts and rates only (no ids: reports reach evolvers)."""
+    base_rate, cand_rate = aggregate(cases, "baseline"), aggregate(cases, "candidate")
+    return {
+        "cases": len(cases),
+        "regressions": sum(1 for c in cases if c.get("regressed")),
+        "improvements": sum(1 for c in cases if c.get("verdict") == "improvement"),
+        "baseline_pass_rate": None if base_rate is None else round(base_rate, 6),
+        "candidate_pass_rate": None if cand_rate is None else round(cand_rate, 6),
+        "gain": round(cand_rate - base_rate, 6) if base_rate is not None and cand_rate is not None else 0.0,
+        "candidate_errors": sum(c["candidate"].get("errors", 0) for c in cases),
+    }
+
+
+def apply_holdout(decision: str, reasons: list[str], holdout: dict, no_regressions: bool) -> tuple[str, list[str]]:
+    """A held-out regression rejects an otherwise accepted change when
+    gate.policy.holdout_no_regressions is on (the default); the rates are always reported."""
+    line = (f"held-out cases: {holdout['cases']}, pass rate {_fmt(holdout['baseline_pass_rate'])} -> "
+            f"{_fmt(holdout['candidate_pass_rate'])} ({holdout['gain']:+.3f}), {holdout['regressions']} regression(s)")
+    if holdout["regressions"] and no_regressions and decision == "accept":
+        return "reject", [f"{holdout['regressions']} held-out case(s) pass on the baseline but fail on the candidate "
+                          "(gate.policy.holdout_no_regressions); which ones is not shown, so that no evolver "
+                          "learns the held-out cases: run them yourself to see", line]
+    return decision, [*reasons, line]

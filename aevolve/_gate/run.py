@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["gate", "collect", "GateReport"]
 
 FAILURES_KEPT = 3
+OUTPUT_RUNS_KEPT = 3  # runs per side whose output a report keeps for a case that is not pass->pass
 STDERR_IN_REPORT = 600
 SIDES = ("baseline", "candidate")
 
@@ -182,10 +183,13 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
     jobs = max(1, int(jobs or exam.cfg["gate"].get("jobs") or 1))
     plan = [] if static else _plan(t, cases, shard)
     runs = execute(repo, plan, {"exam": exam, "old": t.old}, jobs=jobs, use_cache=use_cache, progress=progress)
-    entries, errors = _entries(cases, runs, exam)
-    entries = _remeasure(repo, t, entries, runs, jobs)
+    keep = Keep.of(repo, exam, base)
+    entries, errors = _entries(cases, runs, exam, keep=keep)
+    entries = _remeasure(repo, t, entries, runs, jobs, keep)
     decision, reasons, summary = _decide(repo, t, entries, errors, static, shard, len(exam.cases))
     summary["warnings"] = _warnings(cases, exam.policy["significance"])
+    if exam.holdout and not static and shard is None:  # held-out cases: run apart, reported as counts only
+        decision, reasons, summary["holdout"] = _holdout(repo, t, runs, jobs, use_cache, decision, reasons)
     return GateReport(
         candidate=cand, baseline=base, decision=decision, reasons=reasons,
         candidate_tree=t.cand_tree, baseline_tree=t.base_tree, cases=entries, errors=errors,
@@ -201,6 +205,26 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
     )
 
 
+def _holdout(repo, t: Transition, runs, jobs: int, use_cache: bool, decision: str,
+             reasons: list[str]) -> tuple[str, list[str], dict]:
+    """Run the held-out cases on both sides; (decision, reasons, the report's summary.holdout).
+
+    Only counts leave this function: reports reach evolvers as history, and an evolver
+    must never learn which held-out case failed (docs/evolve.md)."""
+    from aevolve._gate.decision import apply_holdout, holdout_summary
+    from aevolve._gate.execute import Job, execute
+
+    held = t.exam.held_out()
+    trees = {"baseline": t.base_tree, "candidate": t.cand_tree}
+    plan = [Job(side, trees[side], "exam", c.id, rep) for c in held.cases for side in SIDES for rep in range(c.repeat)]
+    done = execute(repo, plan, {"exam": held}, jobs=jobs, use_cache=use_cache)
+    runs.started += done.started
+    runs.cached += done.cached
+    section = holdout_summary(_entries(held.cases, done, held)[0])
+    decision, reasons = apply_holdout(decision, reasons, section, t.exam.holdout_no_regressions)
+    return decision, reasons, section
+
+
 def _plan(t: Transition, cases, shard) -> list:
     from aevolve._gate.cases import select_shard
     from aevolve._gate.execute import Job
@@ -211,6 +235,53 @@ def _plan(t: Transition, cases, shard) -> list:
         plan += [Job("old-exam", trees["baseline"], "old", c.id, rep)
                  for c in select_shard(t.old.cases, shard) for rep in range(c.repeat)]
     return plan
+
+
+@dataclass(frozen=True)
+class Keep:
+    """What the report keeps of each run's output as evidence (cases that are not pass->pass)."""
+
+    bytes: int  # gate.report_output_bytes; 0 keeps assertion results but no output
+    secrets: tuple[str, ...] = ()  # values redacted before the output is cut (a cut key would not match)
+
+    @classmethod
+    def of(cls, repo, exam: Exam, baseline: str) -> Keep:
+        from aevolve._config import DEFAULTS
+        from aevolve._trust.record import secret_names
+        from aevolve._trust.secrets import secret_values
+
+        cap = exam.cfg["gate"].get("report_output_bytes", DEFAULTS["gate"]["report_output_bytes"])
+        cap = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0 else 0
+        return cls(cap, tuple(secret_values(names=secret_names(repo, baseline))))
+
+    def text(self, output: str) -> tuple[str, int | None]:
+        """(the redacted output cut at `bytes`, its full size in bytes when it was cut, else None)."""
+        from aevolve._trust.secrets import redact
+
+        clean = redact(output or "", list(self.secrets))
+        data = clean.encode("utf-8", "replace")
+        if len(data) <= self.bytes:
+            return clean, None
+        return data[:self.bytes].decode("utf-8", "ignore"), len(data)  # a character cut in two is dropped
+
+    def outputs(self, results: list) -> list[dict]:
+        """The runs worth reading, failing ones first, at most OUTPUT_RUNS_KEPT (repeat order otherwise)."""
+        order = sorted(range(len(results)), key=lambda rep: (results[rep].ok, rep))[:OUTPUT_RUNS_KEPT]
+        return [self._run(rep, results[rep]) for rep in sorted(order)]
+
+    def _run(self, rep: int, g) -> dict:
+        run = g.run
+        out: dict = {"repeat": rep, "passed": g.ok, "asserts": list(getattr(g, "asserts", []) or [])}
+        if self.bytes:
+            out["output"], full = self.text(run.output)
+            if full is not None:
+                out["output_bytes"] = full
+        if run.status == "error":
+            out["error"] = run.error
+        out["latency_ms"] = round(run.latency_ms, 1)
+        if run.cost is not None:
+            out["cost"] = run.cost
+        return out
 
 
 def _side(results: list) -> dict:
@@ -224,15 +295,17 @@ def _side(results: list) -> dict:
             if reason not in failures and len(failures) < FAILURES_KEPT:
                 failures.append(reason)
     truncated = sorted({s for g in results for s in g.run.truncated})  # output cut at gate.max_output_bytes
+    costs = [g.run.cost for g in results if g.run.cost is not None]  # mean over the runs that reported one
     return {"runs": runs, "passes": passes, "errors": errors,
             "pass_rate": round(passes / runs, 6) if runs else None, "failures": failures,
             "cached": bool(results) and all(g.run.cached for g in results),
             "latency_ms": round(sum(g.run.latency_ms for g in results) / runs, 1) if runs else None,
+            **({"cost": round(sum(costs) / len(costs), 6)} if costs else {}),
             **({"truncated": truncated} if truncated else {})}
 
 
-def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
-    from aevolve._gate.decision import judge_case
+def _entries(cases, runs, exam, sides=SIDES, keep: Keep | None = None) -> tuple[list[dict], list[dict]]:
+    from aevolve._gate.decision import flip, judge_case
     from aevolve._gate.execute import Job
 
     trees: dict[str, str] = {}
@@ -244,8 +317,10 @@ def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
             break  # nothing ran (a static rejection)
         entry = {"id": case.id, "tags": case.tags, "repeat": case.repeat, "threshold": case.threshold,
                  "file": case.where}
+        graded = {}
         for side in sides:
             results = [runs.graded[Job(side, trees[side], "exam", case.id, rep)] for rep in range(case.repeat)]
+            graded[side] = results
             entry[side] = _side(results)
             for rep, g in enumerate(results):
                 if g.run.status == "error":
@@ -253,11 +328,15 @@ def _entries(cases, runs, exam, sides=SIDES) -> tuple[list[dict], list[dict]]:
                                    "kind": g.run.error_kind, "exit_code": g.run.exit_code,
                                    "stderr": g.run.stderr[-STDERR_IN_REPORT:],
                                    **({"truncated": g.run.truncated} if g.run.truncated else {})})
-        entries.append(judge_case(entry, exam.policy["significance"]))
+        entry = judge_case(entry, exam.policy["significance"])
+        if keep is not None and flip(entry) != "pass_pass":  # what changed, or still fails, is evidence
+            for side in sides:
+                entry[side]["outputs"] = keep.outputs(graded[side])
+        entries.append(entry)
     return entries, errors
 
 
-def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int) -> list[dict]:
+def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int, keep: Keep | None = None) -> list[dict]:
     """A latency regression (or improvement) counts only when a second measurement
     of both sides confirms it: one slow run on a loaded machine proves nothing."""
     from aevolve._gate.execute import Job, execute
@@ -272,7 +351,7 @@ def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int) -> lis
     plan = [Job(side, trees[side], "exam", c.id, rep) for c in timed for side in SIDES for rep in range(c.repeat)]
     again = execute(repo, plan, {"exam": t.exam}, jobs=jobs, use_cache=False)
     runs.started += again.started
-    second = {e["id"]: e for e in _entries(timed, again, t.exam)[0]}
+    second = {e["id"]: e for e in _entries(timed, again, t.exam, keep=keep)[0]}
     out = []
     for entry in entries:
         redo = second.get(entry["id"])

@@ -105,3 +105,14 @@ def outside_layers(paths: Iterable[str], layers: Iterable[str], cfg: dict) -> li
 def required_approvals(cfg: dict) -> int:
     value = cfg["gate"].get("exam_approvals", 1)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 1
+
+
+def holdout_files(state) -> set[str]:
+    """The case files `gate.holdout` names (none when it is unset): the gate runs them,
+    and no evolver may see them."""
+    from aevolve._state.model import glob_match
+
+    pattern = state.config()["gate"].get("holdout")
+    if not isinstance(pattern, str) or not pattern:
+        return set()
+    return {p for p in state.case_files() if glob_match(p, pattern)}

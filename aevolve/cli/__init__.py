@@ -40,6 +40,7 @@ COMMANDS = {
     "gc": "aevolve.cli.gc_cmds:gc_cmd",
     "report": "aevolve.cli.report_cmds:report_cmd",
     "prune": "aevolve.cli.remote_cmds:prune_cmd",
+    "evolve": "aevolve.cli.evolve_cmds:evolve_cmd",
 }
 
 

@@ -44,3 +44,42 @@ def cases_import_promptfoo_cmd(ctx: click.Context, config: str, output: str, par
     if conversion.new_types:
         click.echo(f"  uses assertion types new to aevolve: {', '.join(sorted(conversion.new_types))}")
     click.echo("  review and commit it: an exam change is a maintainer change and needs approval (docs/gate.md)")
+
+
+@cases_cmd.command("propose")
+@click.option("--from", "observation_ids", multiple=True, metavar="OBS",
+              help="An observation id to turn into a case (repeatable; default: every failed observation "
+                   "with a correct answer or guidance that main's exam does not have yet).")
+@click.option("-o", "--output", default=None, metavar="evals/FILE.yaml",
+              help="The case file to write, relative to the repository root; never overwritten "
+                   "[default: evals/field-YYYYMMDD.yaml].")
+@click.option("--input-key", default=None, metavar="KEY",
+              help="Give the agent the observation's task as {KEY: task} (default: the task as it is).")
+@click.option("--dry-run", is_flag=True, help="Show the cases; write nothing.")
+@json_option
+@click.pass_context
+def cases_propose_cmd(ctx: click.Context, observation_ids: tuple[str, ...], output: str | None,
+                      input_key: str | None, dry_run: bool, as_json: bool) -> None:
+    """Turn failed observations that carry the right answer into new eval cases (an exam change).
+
+    The file is written into the checkout for you to review and commit; the commit
+    changes the exam, so it needs approval like any exam change. See docs/evolve.md.
+    """
+    from aevolve._evolve.cases import propose_cases
+
+    repo = open_repo(ctx)
+    result = propose_cases(repo, observation_ids=list(observation_ids) or None, output=output,
+                           input_key=input_key, dry_run=dry_run)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    for line in result.skipped:
+        click.echo(f"aevolve: skipped {line}", err=True)
+    if not result.cases:
+        click.echo("no failed observation teaches a new case")
+        return
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"{verb} {len(result.cases)} case(s) to {result.path}: {', '.join(c['id'] for c in result.cases)}")
+    if not dry_run:
+        click.echo("  check each expected answer (field feedback can be wrong), then commit it: "
+                   "an exam change needs approval (docs/gate.md)")

@@ -56,9 +56,13 @@ def parse_argv(value) -> list[str]:
 
 
 def materialize(state, folder: Path) -> None:
-    """Write the state's files under `folder`, read-only (symlinks are not state)."""
+    """Write the state's files under `folder`, read-only (symlinks are not state, and
+    held-out cases are for the gate alone)."""
+    from aevolve._trust.exam import holdout_files
+
+    hidden = holdout_files(state)
     for path, entry in state.files.items():
-        if entry.mode == LINK:
+        if entry.mode == LINK or path in hidden:
             continue
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,7 @@ class OpenAIEvolver:
         from aevolve._state import schemas
 
         client = llm.make_client(settings, total=_total_timeout(ctx.config or {}))
-        request_extra = {"seed": ctx.seed} if ctx.seed else {}
+        request_extra = {"seed": int(ctx.seed)}  # seed 0 too: an unsent seed and seed 0 must not look alike
         try:
             answer = _chat(client, settings, messages, schemas.schema("proposal"), repair_budget, request_extra)
         finally:
@@ -146,10 +146,12 @@ def _failed(observation: dict) -> bool:
 
 
 def _evidence(claimed: list[str], shown: list[str], observations: list[dict]) -> list[str]:
-    """Evidence must be real: ids the model cited that exist, else every failure it saw."""
-    known = {o.get("id") for o in observations}
-    real = [e for e in claimed if e in known]
-    return real or list(shown)
+    """Evidence must be real: the ids the model cited that it was shown; none when it cited none.
+
+    Never every failure it saw: a wrong one among them would be recorded as the change's
+    evidence, and the loop isolates (and never retries) the evidence of a rejected change."""
+    known = {o.get("id") for o in observations} & set(shown)
+    return list(dict.fromkeys(e for e in claimed if e in known))
 
 
 # -- the system message: task, output contract, policy --------------------------------------
