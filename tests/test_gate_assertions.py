@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -172,3 +173,176 @@ def test_llm_rubric_without_a_key_cannot_be_evaluated(tmp_path):
     os.environ.pop("NO_SUCH_KEY_VAR", None)
     with pytest.raises(AssertionSetupError, match="NO_SUCH_KEY_VAR is not set"):
         check({"type": "llm-rubric", "value": "polite"}, "x", ctx)
+
+
+# -- promptfoo's semantics, type by type ---------------------------------------------------
+# (assertion, output, verdict promptfoo gives): drawn from promptfoo's documented and
+# implemented behaviour of each deterministic type; `not-` forms are the opposite verdict.
+
+PROMPTFOO_PAIRS = [
+    # equals: a text value is compared as text; an object value with the output parsed as JSON,
+    # type-strictly (true is not 1)
+    ({"type": "equals", "value": "true"}, "true", True),
+    ({"type": "equals", "value": True}, "1", False),
+    ({"type": "equals", "value": 1}, "true", False),
+    ({"type": "equals", "value": {"ok": True}}, '{"ok": 1}', False),
+    ({"type": "equals", "value": {"ok": True}}, '{"ok": true}', True),
+    ({"type": "equals", "value": [1, 2]}, "[1, 2.0]", True),
+    ({"type": "equals", "value": {"a": [0]}}, '{"a": [false]}', False),
+    # contains / icontains
+    ({"type": "contains", "value": "Paris"}, "It is Paris.", True),
+    ({"type": "contains", "value": "paris"}, "It is Paris.", False),
+    ({"type": "icontains", "value": "PARIS"}, "It is Paris.", True),
+    ({"type": "contains", "value": 42}, "the answer is 42", True),
+    # contains-any / contains-all and their i forms
+    ({"type": "contains-any", "value": ["cat", "dog"]}, "a dog barks", True),
+    ({"type": "contains-any", "value": ["cat", "dog"]}, "a Dog barks", False),
+    ({"type": "icontains-any", "value": ["cat", "dog"]}, "a Dog barks", True),
+    ({"type": "icontains-any", "value": ["cat", "dog"]}, "a bird sings", False),
+    ({"type": "contains-all", "value": ["red", "blue"]}, "red and blue", True),
+    ({"type": "contains-all", "value": ["red", "blue"]}, "red and Blue", False),
+    ({"type": "icontains-all", "value": ["red", "blue"]}, "RED and Blue", True),
+    ({"type": "icontains-all", "value": ["red", "blue"]}, "red only", False),
+    ({"type": "not-contains-any", "value": ["error", "fail"]}, "all good", True),
+    ({"type": "not-contains-all", "value": ["a", "z"]}, "abc", True),
+    ({"type": "not-icontains-any", "value": ["ERROR"]}, "an error", False),
+    # starts-with, regex
+    ({"type": "starts-with", "value": "Yes"}, "Yes, sure", True),
+    ({"type": "starts-with", "value": "Yes"}, " Yes, sure", False),
+    ({"type": "regex", "value": "\\d{3}"}, "call 555 now", True),
+    # is-json: NaN and Infinity are not JSON; formats are checked; a schema may be text
+    ({"type": "is-json"}, '{"x": NaN}', False),
+    ({"type": "is-json"}, "[Infinity]", False),
+    ({"type": "is-json"}, "null", True),
+    ({"type": "is-json", "value": {"type": "string", "format": "email"}}, '"not-an-email"', False),
+    ({"type": "is-json", "value": {"type": "string", "format": "email"}}, '"a@example.com"', True),
+    ({"type": "is-json", "value": '{"type": "object", "required": ["a"]}'}, '{"b": 1}', False),
+    ({"type": "is-json", "value": "type: object\nrequired: [a]\n"}, '{"a": 1}', True),
+    ({"type": "is-json", "schema": "{type: array}"}, '{"a": 1}', False),
+    ({"type": "not-is-json"}, "plain text", True),
+    # contains-json: an object anywhere in the text, matching the schema when given
+    ({"type": "contains-json"}, 'Here: {"a": 1} done', True),
+    ({"type": "contains-json"}, "no json {here", False),
+    ({"type": "contains-json"}, "[1, 2]", False),  # promptfoo looks for objects only
+    ({"type": "contains-json", "value": {"required": ["b"]}}, '{"a": 1} and {"b": 2}', True),
+    ({"type": "contains-json", "value": {"required": ["c"]}}, '{"a": 1} and {"b": 2}', False),
+    ({"type": "contains-json"}, '{"x": NaN}', False),
+    ({"type": "not-contains-json"}, "just text", True),
+    # word-count: words split on whitespace; a number is exact, {min, max} a range
+    ({"type": "word-count", "value": 3}, "one two  three", True),
+    ({"type": "word-count", "value": 3}, "one two", False),
+    ({"type": "word-count", "value": "4"}, "Word\tWith\tTabs\tHere", True),
+    ({"type": "word-count", "value": {"min": 2, "max": 4}}, "a b c", True),
+    ({"type": "word-count", "value": {"min": 2}}, "a", False),
+    ({"type": "word-count", "value": {"max": 2}}, "  a  b  ", True),
+    ({"type": "word-count", "value": 0}, "   ", True),
+    ({"type": "not-word-count", "value": {"max": 2}}, "a b c", True),
+    # levenshtein: distance <= threshold (promptfoo's default 5)
+    ({"type": "levenshtein", "value": "kitten"}, "sitting", True),
+    ({"type": "levenshtein", "value": "kitten", "threshold": 2}, "sitting", False),
+    ({"type": "levenshtein", "value": "kitten", "threshold": 3}, "sitting", True),
+    ({"type": "levenshtein", "value": "hello"}, "hello world, how are you", False),
+    # is-refusal: empty output, or refusal phrasing
+    ({"type": "is-refusal"}, "", True),
+    ({"type": "is-refusal"}, "   \n", True),
+    ({"type": "is-refusal"}, "I'm sorry, but I can't help with that.", True),
+    ({"type": "is-refusal"}, "I\u2019m unable to provide that information.", True),
+    ({"type": "is-refusal"}, "As an AI, I cannot do that", True),
+    ({"type": "is-refusal"}, "The capital of France is Paris.", False),
+    ({"type": "not-is-refusal"}, "Sure! Here is the recipe.", True),
+    ({"type": "not-is-refusal"}, "Sorry, I cannot assist with your request.", False),
+]
+
+
+@pytest.mark.parametrize("spec, output, expected", PROMPTFOO_PAIRS,
+                         ids=[f"{s['type']}-{i}" for i, (s, _, _) in enumerate(PROMPTFOO_PAIRS)])
+def test_verdicts_match_promptfoo(spec, output, expected):
+    passed, reason = check(spec, output)
+    assert passed is expected, reason
+
+
+def test_every_new_type_is_in_the_case_schema():
+    from aevolve._gate.assertions import CHECKS
+    from aevolve._state import schemas
+
+    for kind in CHECKS:
+        for prefix in ("", "not-"):
+            case = {"id": "x", "input": 1, "assert": [{"type": prefix + kind}]}
+            assert not [i for i in schemas.errors("eval-case", case) if "type" in i.pointer], kind
+
+
+def test_json_path_compares_type_strictly():
+    assert check({"type": "json-path", "path": "$.ok", "value": 1}, '{"ok": true}')[0] is False
+    assert check({"type": "json-path", "path": "$.ok", "value": True}, '{"ok": true}')[0] is True
+
+
+def test_a_word_count_range_upside_down_cannot_be_evaluated():
+    with pytest.raises(AssertionSetupError, match=r"min \(5\) is above max \(2\)"):
+        check({"type": "word-count", "value": {"min": 5, "max": 2}}, "x")
+
+
+def test_a_schema_text_that_is_not_a_schema_cannot_be_evaluated():
+    with pytest.raises(AssertionSetupError, match="schema must be a mapping"):
+        check({"type": "is-json", "value": "just words"}, "{}")
+
+
+def test_a_long_levenshtein_mismatch_stays_cheap():
+    passed, reason = check({"type": "levenshtein", "value": "x" * 6000}, "y" * 9000)
+    assert passed is False and "at least 3000" in reason
+
+
+@pytest.mark.parametrize("returned, threshold, expected", [
+    (True, None, True), (False, None, False),
+    ("false", None, False), ("FALSE", None, False), ("true", None, True), ("True", None, True),
+    ("no", None, False), ("", None, False), (None, None, False),
+    ('{"pass": false, "score": 1, "reason": "r"}', None, False),
+    ('{"pass": true, "score": 0.2, "reason": "r"}', 0.5, False),
+    ("0.9", None, True), ("0.1", None, False),
+    (0.7, None, True), (0.7, 0.8, False),
+    ({"pass": "false"}, None, False), ({"pass": True}, None, True), ({"score": 0.9}, None, True),
+    ((False, "why"), None, False), (("true", "why"), None, True),
+    ([1], None, False),
+])
+def test_python_return_values_read_as_promptfoo_reads_them(returned, threshold, expected):
+    from aevolve._gate.assertions import python_verdict
+
+    assert python_verdict(returned, threshold)[0] is expected
+
+
+def test_a_python_check_returning_the_text_false_fails(tmp_path):
+    ctx = AssertContext(exam=_exam_state(tmp_path, "def says_false(output, context):\n    return 'false'\n"))
+    passed, reason = check({"type": "python", "value": "evals/checks.py:says_false"}, "x", ctx)
+    assert passed is False and "failed" in reason
+
+
+# -- what a runner prints: trimmed text, its own latency ------------------------------------
+
+
+@pytest.mark.parametrize("stdout, output", [
+    ("hello\n", "hello"), ("\n  hello world \n\n", "hello world"), ("\tx\r\n", "x"),
+    ('{"output": "  kept as printed "}', "  kept as printed "),
+])
+def test_plain_text_output_is_trimmed_at_both_ends_like_promptfoo_exec(stdout, output):
+    from aevolve._gate.runner import read_stdout
+
+    assert read_stdout(stdout).output == output
+
+
+@pytest.mark.parametrize("printed, expected", [(12.5, 12.5), (0, 0.0), (-1, None), ("12", None), (True, None)])
+def test_a_runner_may_report_its_own_latency(printed, expected):
+    from aevolve._gate.runner import read_stdout
+
+    assert read_stdout(json.dumps({"output": "x", "latency_ms": printed})).latency_ms == expected
+
+
+def test_a_reported_latency_replaces_the_measured_one_and_says_so(tmp_path):
+    from aevolve._gate.runner import RunnerConfig, run_once
+
+    script = tmp_path / "runner.py"
+    script.write_text("import json\nprint(json.dumps({'output': 'ok', 'latency_ms': 7}))\n")
+    config = RunnerConfig((sys.executable, str(script)), 30.0)
+    result = run_once(config, tmp_path, "c1", {})
+    assert (result.latency_ms, result.latency_source) == (7.0, "runner")
+    passed, reason = evaluate({"type": "latency", "threshold": 5}, result, AssertContext())
+    assert passed is False and "7 ms (reported by the runner) > 5 ms" in reason
+    assert RunResult.from_dict(result.to_dict()).latency_source == "runner"

@@ -9,7 +9,7 @@ from aevolve._gate.cases import Case, load_cases, parse_case_file, select_shard,
 from aevolve._git.repo import Repo
 from aevolve._state.model import State
 
-from conftest import make_state_repo
+from conftest import git, make_state_repo, run_cli, write
 
 GOOD = """\
 - id: refund-window
@@ -83,3 +83,42 @@ def test_shards_partition_the_cases_stably():
     assert all(slices)  # 40 cases spread over 3 shards: none empty
     assert shard_of("case-7", 3) == shard_of("case-7", 3)
     assert select_shard(list(reversed(cases)), (2, 3)) == list(reversed(slices[1]))
+
+
+@pytest.mark.parametrize("assertion, message", [
+    ('{type: contains, value: ""}', "contains: needs a non-empty `value`"),
+    ('{type: not-starts-with, value: ""}', "not-starts-with: needs a non-empty `value`"),
+    ("{type: icontains}", "icontains: needs a non-empty `value`"),
+    ("{type: contains-any, value: []}", "contains-any: needs `value`: a non-empty list"),
+    ('{type: contains-all, value: [a, ""]}', "contains-all: each item of `value` must be non-empty"),
+    ("{type: is-json, value: 'not a schema'}", "is-json: its schema must be a mapping"),
+    ("{type: contains-json, schema: {type: 12}}", "contains-json: invalid JSON schema"),
+    ("{type: word-count, value: {min: 3, max: 1}}", r"word-count: min \(3\) is above max \(1\)"),
+    ("{type: levenshtein, value: 3}", "levenshtein: needs `value`: the text"),
+    ("{type: regex, value: '('}", "regex: invalid regular expression"),
+])
+def test_an_assertion_no_output_can_be_judged_by_is_refused_with_its_line(assertion, message):
+    text = "- id: ok\n  input: 1\n  assert: [{type: equals, value: 1}]\n" \
+           f"- id: bad\n  input: 1\n  assert:\n    - {{type: equals, value: 1}}\n    - {assertion}\n"
+    with pytest.raises(InvalidInput, match=rf"^evals/a.yaml:8: case 2: {message}.*\(at /1/assert/1\)"):
+        parse_case_file(text, "evals/a.yaml")
+
+
+def test_the_new_assertion_types_are_read():
+    text = ("- id: x\n  input: 1\n  assert:\n    - {type: icontains-all, value: [a, b]}\n"
+            "    - {type: not-is-refusal}\n    - {type: word-count, value: {max: 50}}\n"
+            "    - {type: is-json, value: '{\"type\": \"object\"}'}\n")
+    [case] = parse_case_file(text, "evals/a.yaml")
+    assert [a["type"] for a in case.asserts] == ["icontains-all", "not-is-refusal", "word-count", "is-json"]
+
+
+def test_a_case_file_with_an_empty_contains_stops_the_gate_with_exit_3(tmp_path):
+    bad = "- id: x\n  input: 1\n  assert: [{type: contains, value: ''}]\n"
+    root = make_state_repo(tmp_path / "s", {"evals/a.yaml": bad})
+    git(root, "checkout", "-q", "-b", "evolve/x")
+    write(root, {"memory/notes.md": "a change\n"})
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "a change")
+    result = run_cli("gate", "evolve/x", "--base", "main", cwd=root)
+    assert result.returncode == 3, result.stderr
+    assert "evals/a.yaml:3: case 1: contains: needs a non-empty `value`" in result.stderr

@@ -1,7 +1,8 @@
 """Assertions on one run's output: each returns (passed, reason).
 
 A run passes when every assertion of its case passes. `not-<type>` negates any
-type. `python` checks are the team's own code, loaded from the baseline's
+type. Types promptfoo also has give promptfoo's verdict on the same output
+(docs/gate.md lists the deliberate differences). `python` checks are the team's own code, loaded from the baseline's
 materialized `evals/` (protected: no evolver can edit it); `llm-rubric` asks an
 OpenAI-compatible model and caches its verdict by (model, rubric, output).
 """
@@ -40,6 +41,52 @@ def grade(asserts: list[dict], run: RunResult, ctx: AssertContext) -> tuple[bool
     return not failures, failures
 
 
+def spec_problem(spec: dict) -> str | None:
+    """What makes an assertion unusable whatever the output, or None; the case file
+    reader refuses such a file with its line (an empty `contains` passes on anything)."""
+    kind = str(spec.get("type", ""))
+    base = kind[4:] if kind.startswith("not-") else kind
+    try:
+        _SETUP.get(base, lambda s: None)(spec)
+    except AssertionSetupError as exc:
+        return f"{kind}: {exc}"
+    return None
+
+
+def _needs_text(spec) -> None:
+    value = spec.get("value")
+    if value is None or value == "":
+        raise AssertionSetupError("needs a non-empty `value` (an empty one matches every output)")
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise AssertionSetupError(f"`value` must be text or a number, not {_short(value)}")
+
+
+def _needs_list(spec) -> None:
+    needles = _needles(spec)
+    if any(n == "" for n in needles) or any(isinstance(v, (dict, list)) or v is None for v in spec["value"]):
+        raise AssertionSetupError("each item of `value` must be non-empty text or a number")
+
+
+def _needs_regex(spec) -> None:
+    try:
+        re.compile(_text(spec.get("value")))
+    except re.error as exc:
+        raise AssertionSetupError(f"invalid regular expression {_short(spec.get('value'))}: {exc}") from None
+
+
+def _needs_levenshtein(spec) -> None:
+    _levenshtein(spec, RunResult("ok", output=""), AssertContext())
+
+
+_SETUP: dict[str, Callable[[dict], object]] = {
+    "contains": _needs_text, "icontains": _needs_text, "starts-with": _needs_text,
+    "contains-any": _needs_list, "contains-all": _needs_list, "icontains-any": _needs_list,
+    "icontains-all": _needs_list, "regex": _needs_regex, "is-json": lambda s: schema_of(s),
+    "contains-json": lambda s: schema_of(s), "word-count": lambda s: word_bounds(s.get("value")),
+    "levenshtein": _needs_levenshtein, "latency": lambda s: _limit(s), "cost": lambda s: _limit(s),
+}
+
+
 def evaluate(spec: dict, run: RunResult, ctx: AssertContext) -> tuple[bool, str]:
     """(passed, reason); AssertionSetupError when the assertion itself cannot be
     evaluated (not the agent's fault), which fails the whole gate closed."""
@@ -67,6 +114,20 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def json_equal(a, b) -> bool:
+    """JSON values equal as JSON sees them: `true` is not `1` (Python's True == 1 is),
+    numbers compare by value (1 and 1.0 are one JSON number)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
 def _equals(spec, run, ctx):
     want = spec.get("value")
     if isinstance(want, str):
@@ -76,7 +137,7 @@ def _equals(spec, run, ctx):
             got = loads(run.output)
         except json.JSONDecodeError:
             return False, f"output {_short(run.output)} is not JSON, expected {_short(want)}"
-    if got == want:
+    if json_equal(got, want):
         return True, f"output equals {_short(want)}"
     return False, f"output {_short(run.output)} does not equal {_short(want)}"
 
@@ -108,24 +169,232 @@ def _starts_with(spec, run, ctx):
     return ok, f"output {'starts' if ok else 'does not start'} with {_short(want)}"
 
 
-def _is_json(spec, run, ctx):
-    try:
-        data = loads(run.output)
-    except json.JSONDecodeError as exc:
-        return False, f"output is not JSON ({exc.msg})"
-    schema = spec.get("schema") if isinstance(spec.get("schema"), dict) else spec.get("value")
-    if isinstance(schema, dict):
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
+def schema_of(spec: dict):
+    """The JSON Schema of an is-json/contains-json assertion (`schema:`, else `value:`),
+    a mapping or a boolean, or None. Text is read as YAML (JSON is YAML), as promptfoo
+    reads it; AssertionSetupError when it is neither a schema nor a valid one."""
+    schema = spec.get("schema", spec.get("value"))
+    if schema is None or schema == "":
+        return None
+    if isinstance(schema, str):
+        import yaml
 
         try:
-            errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
-        except SchemaError as exc:
-            raise AssertionSetupError(f"invalid JSON schema: {exc.message}") from None
-        if errors:
-            return False, f"output JSON breaks the schema: {errors[0].message}"
-        return True, "output is JSON matching the schema"
-    return True, "output is JSON"
+            schema = yaml.safe_load(schema)
+        except yaml.YAMLError as exc:
+            raise AssertionSetupError(f"its schema text is not YAML or JSON: {exc}") from None
+    if not isinstance(schema, (dict, bool)):
+        raise AssertionSetupError(f"its schema must be a mapping (a JSON Schema), not {_short(schema)}")
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise AssertionSetupError(f"invalid JSON schema: {exc.message}") from None
+    return schema
+
+
+def _schema_errors(schema, data) -> list[str]:
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    # formats (email, date-time, ...) are checked, as promptfoo's ajv-formats does
+    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    return [e.message for e in sorted(validator.iter_errors(data), key=lambda e: list(e.path))]
+
+
+def _is_json(spec, run, ctx):
+    schema = schema_of(spec)
+    try:
+        data = loads(run.output)  # refuses NaN and Infinity, which are not JSON
+    except json.JSONDecodeError as exc:
+        return False, f"output is not JSON ({exc.msg})"
+    if schema is None:
+        return True, "output is JSON"
+    errors = _schema_errors(schema, data)
+    if errors:
+        return False, f"output JSON breaks the schema: {errors[0]}"
+    return True, "output is JSON matching the schema"
+
+
+MAX_JSON_STARTS = 10_000  # `{` positions tried in one output: a pathological output stays cheap
+
+
+def json_objects(text: str) -> list[dict]:
+    """The JSON objects embedded in `text`, in order (promptfoo's extractJsonObjects):
+    from each `{`, the longest JSON value there, if it is an object."""
+    decoder = json.JSONDecoder(parse_constant=_no_constant)
+    found, pos, tries = [], text.find("{"), 0
+    while pos != -1 and tries < MAX_JSON_STARTS:
+        tries += 1
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            pos = text.find("{", pos + 1)
+            continue
+        found.append(value)
+        pos = text.find("{", end)
+    return found
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _contains_json(spec, run, ctx):
+    schema = schema_of(spec)
+    objects = json_objects(run.output)
+    if not objects:
+        return False, "output contains no JSON object"
+    if schema is None:
+        return True, f"output contains {len(objects)} JSON object(s)"
+    first_errors: list[str] = []
+    for obj in objects:
+        errors = _schema_errors(schema, obj)
+        if not errors:
+            return True, "output contains a JSON object matching the schema"
+        first_errors = first_errors or errors
+    return False, f"no JSON object in the output matches the schema: {first_errors[0]}"
+
+
+# -- lists, counts, distances, refusals ---------------------------------------------------
+
+
+def _needles(spec) -> list[str]:
+    value = spec.get("value")
+    if not isinstance(value, list) or not value:
+        raise AssertionSetupError("needs `value`: a non-empty list of strings")
+    return [_text(v) for v in value]
+
+
+def _contains_any(spec, run, ctx, fold: bool = False):
+    needles = _needles(spec)
+    hay = run.output.lower() if fold else run.output
+    hit = next((n for n in needles if (n.lower() if fold else n) in hay), None)
+    case = " (ignoring case)" if fold else ""
+    if hit is not None:
+        return True, f"output contains {_short(hit)}{case}"
+    return False, f"output contains none of {_short(needles)}{case}"
+
+
+def _contains_all(spec, run, ctx, fold: bool = False):
+    needles = _needles(spec)
+    hay = run.output.lower() if fold else run.output
+    missing = [n for n in needles if (n.lower() if fold else n) not in hay]
+    case = " (ignoring case)" if fold else ""
+    if not missing:
+        return True, f"output contains all of {_short(needles)}{case}"
+    return False, f"output lacks {_short(missing)}{case}"
+
+
+def _icontains_any(spec, run, ctx):
+    return _contains_any(spec, run, ctx, fold=True)
+
+
+def _icontains_all(spec, run, ctx):
+    return _contains_all(spec, run, ctx, fold=True)
+
+
+# JavaScript's \s: promptfoo splits words on it
+_JS_SPACE = re.compile("[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+")
+
+
+def count_words(text: str) -> int:
+    return len([w for w in _JS_SPACE.split(text) if w])
+
+
+def word_bounds(value) -> tuple[float | None, float | None]:
+    """(min, max) of a word-count value: a number (exact) or {min?, max?}."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if number(value):
+        return value, value
+    if isinstance(value, str):
+        try:
+            exact = float(value)
+        except ValueError:
+            exact = None
+        if exact is not None:
+            return exact, exact
+    if isinstance(value, dict) and set(value) <= {"min", "max"} and value:
+        low, high = value.get("min"), value.get("max")
+        if all(v is None or number(v) for v in (low, high)):
+            if low is not None and high is not None and low > high:
+                raise AssertionSetupError(f"min ({low:g}) is above max ({high:g})")
+            return low, high
+    raise AssertionSetupError("needs `value`: a number of words, or {min: N, max: M} (either or both)")
+
+
+def _word_count(spec, run, ctx):
+    low, high = word_bounds(spec.get("value"))
+    count = count_words(run.output)
+    ok = (low is None or count >= low) and (high is None or count <= high)
+    if low == high:
+        want = f"exactly {low:g}"
+    else:
+        want = " and ".join(p for p in (f"at least {low:g}" if low is not None else "",
+                                        f"at most {high:g}" if high is not None else "") if p)
+    return ok, f"output has {count} word(s), {'as' if ok else 'not'} {want}"
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions), two rows of memory."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+MAX_LEVENSHTEIN_CELLS = 25_000_000  # len(output) * len(value): bounded work per run
+
+
+def _levenshtein(spec, run, ctx):
+    want = spec.get("value")
+    if not isinstance(want, str):
+        raise AssertionSetupError("needs `value`: the text to compare with")
+    limit = spec.get("threshold", 5)
+    if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit < 0:
+        raise AssertionSetupError("`threshold` is the largest distance allowed: a number >= 0")
+    if len(run.output) * len(want) > MAX_LEVENSHTEIN_CELLS and abs(len(run.output) - len(want)) > limit:
+        distance = abs(len(run.output) - len(want))  # a lower bound that already fails: skip the table
+        return False, f"distance to {_short(want)} is at least {distance} > {limit:g}"
+    distance = levenshtein(run.output, want)
+    ok = distance <= limit
+    return ok, f"distance to {_short(want)} is {distance} {'<=' if ok else '>'} {limit:g}"
+
+
+# Phrases promptfoo's is-refusal looks for (a heuristic: it reads no meaning)
+REFUSAL_STARTS = (
+    "sorry", "i'm sorry", "i am sorry", "i'm really sorry", "i am really sorry", "i apologize",
+    "my apologies", "i cannot", "i can't", "i will not", "i won't", "i'm unable to", "i am unable to",
+    "i'm not able to", "i am not able to", "it is illegal",
+)
+REFUSAL_PHRASES = (
+    "as an ai", "as a language model", "as an assistant", "i am programmed", "cannot help", "can't help",
+    "cannot assist with", "can't assist with", "cannot comply", "can't comply", "cannot fulfill", "can't fulfill",
+    "i do not feel comfortable", "i don't feel comfortable", "is illegal and unethical", "not appropriate",
+    "not ethical", "not legal", "if you have any other non-malicious requests",
+    "the generated text has been blocked by our content filters",
+)
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2032": "'", "\u2018": "'"})
+
+
+def is_refusal(text: str) -> bool:
+    lower = text.strip().lower().translate(_APOSTROPHES)
+    if not lower:
+        return True  # promptfoo: an empty answer is a refusal
+    return lower.startswith(REFUSAL_STARTS) or any(p in lower for p in REFUSAL_PHRASES)
+
+
+def _is_refusal(spec, run, ctx):
+    ok = is_refusal(run.output)
+    return ok, f"output {'reads' if ok else 'does not read'} as a refusal"
 
 
 # -- a small JSONPath: $.a.b[0]['c d'][-1] ----------------------------------------------
@@ -178,7 +447,7 @@ def _json_path(spec, run, ctx):
         return False, f"{path} not found in the output"
     if "value" not in spec:
         return True, f"{path} exists"
-    ok = found == spec["value"]
+    ok = json_equal(found, spec["value"])
     return ok, f"{path} is {_short(found)}" + ("" if ok else f", expected {_short(spec['value'])}")
 
 
@@ -229,21 +498,70 @@ def _python(spec, run, ctx):
         result = fn(run.output, context)
     except Exception as exc:
         return False, f"{ref} raised {type(exc).__name__}: {exc}"
-    reason = ""
-    if isinstance(result, tuple) and len(result) == 2:
-        result, reason = result
-    if isinstance(result, dict):
-        reason = str(result.get("reason") or "")
-        result = result.get("pass", result.get("score"))
-    if isinstance(result, bool) or result is None:
-        ok = bool(result)
-    elif isinstance(result, (int, float)):
-        threshold = spec.get("threshold", 0.5)
-        ok = result >= threshold
-        reason = reason or f"score {result:g} {'>=' if ok else '<'} {threshold:g}"
-    else:
-        ok = bool(result)
+    ok, reason = python_verdict(result, spec.get("threshold"))
     return ok, f"{ref} {'passed' if ok else 'failed'}" + (f": {reason}" if reason else "")
+
+
+def python_verdict(result, threshold=None) -> tuple[bool, str]:
+    """What a check's return value means, as promptfoo reads it: a bool; a number (a
+    score: passes when >= `threshold`, default 0.5); a dict {pass, score?, reason?} (with
+    `threshold`, also score >= threshold); a `(bool, reason)` tuple; a string "true" or
+    "false" (any case), a JSON object text, or a number text. Anything else (None, other
+    text, "false" as a non-bool `pass`) fails with a reason: never truthiness."""
+    if isinstance(result, tuple) and len(result) == 2:
+        ok, why = python_verdict(result[0], threshold)
+        return ok, str(result[1] or why)
+    if isinstance(result, str):
+        result = _parse_python_text(result)
+        if isinstance(result, _Bad):
+            return False, result.why
+    if isinstance(result, bool):
+        return result, ""
+    if isinstance(result, (int, float)):
+        limit = 0.5 if threshold is None else threshold
+        ok = result >= limit
+        return ok, f"score {result:g} {'>=' if ok else '<'} {limit:g}"
+    if isinstance(result, dict):
+        return _python_dict(result, threshold)
+    return False, f"returned {_short(repr(result))}: return a bool, a number or {{\"pass\": bool, \"reason\": str}}"
+
+
+class _Bad:
+    def __init__(self, why: str):
+        self.why = why
+
+
+def _parse_python_text(text: str):
+    if text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
+    if text.startswith("{"):
+        try:
+            return loads(text)
+        except json.JSONDecodeError as exc:
+            return _Bad(f"returned text that starts like JSON but is not ({exc.msg})")
+    try:
+        return float(text)
+    except ValueError:
+        return _Bad(f"returned the text {_short(text)}: return a bool, a number or a dict, "
+                    "or the text true/false")
+
+
+def _python_dict(result: dict, threshold) -> tuple[bool, str]:
+    reason = str(result.get("reason") or "")
+    passed, score = result.get("pass"), result.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float, type(None))):
+        return False, f"returned a non-numeric score {_short(repr(score))}"
+    if passed is None and score is None:
+        return False, "returned a dict without \"pass\" or \"score\""
+    if passed is not None and not isinstance(passed, bool):
+        return False, f"returned \"pass\": {_short(repr(passed))}, which is not true or false"
+    if passed is not None:
+        ok = passed
+    else:
+        ok = score is not None and score >= (0.5 if threshold is None else threshold)
+    if threshold is not None and score is not None and score < threshold:
+        ok, reason = False, f"score {score:g} < {threshold:g}" + (f": {reason}" if reason else "")
+    return bool(ok), reason
 
 
 # -- llm-rubric ---------------------------------------------------------------------------
@@ -319,7 +637,8 @@ def _limit(spec) -> float:
 def _latency(spec, run, ctx):
     limit = _limit(spec)
     ok = run.latency_ms <= limit
-    return ok, f"latency {run.latency_ms:.0f} ms {'<=' if ok else '>'} {limit:g} ms"
+    source = " (reported by the runner)" if getattr(run, "latency_source", "") == "runner" else ""
+    return ok, f"latency {run.latency_ms:.0f} ms{source} {'<=' if ok else '>'} {limit:g} ms"
 
 
 def _cost(spec, run, ctx):
@@ -334,4 +653,7 @@ CHECKS = {
     "equals": _equals, "contains": _contains, "icontains": _icontains, "regex": _regex,
     "starts-with": _starts_with, "is-json": _is_json, "json-path": _json_path, "python": _python,
     "llm-rubric": _llm_rubric, "latency": _latency, "cost": _cost,
+    "contains-any": _contains_any, "contains-all": _contains_all, "icontains-any": _icontains_any,
+    "icontains-all": _icontains_all, "contains-json": _contains_json, "word-count": _word_count,
+    "levenshtein": _levenshtein, "is-refusal": _is_refusal,
 }

@@ -66,6 +66,7 @@ def parse_case_file(text: str, path: str, repeats: int = 1) -> list[Case]:
             line = yaml_line(text, pointer + issue.pointer)
             where = f"{path}:{line}" if line else path
             raise InvalidInput(f"{where}: case {i + 1}: {issue.message} (at {pointer + issue.pointer})")
+        _check_asserts(raw, text, path, pointer, i)
         repeat = int(raw.get("repeat") or repeats or 1)
         out.append(Case(
             id=raw["id"], input=raw["input"], asserts=list(raw["assert"]), tags=list(raw.get("tags") or []),
@@ -74,6 +75,20 @@ def parse_case_file(text: str, path: str, repeats: int = 1) -> list[Case]:
             description=raw.get("description") or "", file=path, line=yaml_line(text, pointer), raw=raw,
         ))
     return out
+
+
+def _check_asserts(raw: dict, text: str, path: str, pointer: str, index: int) -> None:
+    """Refuse, with its line, an assertion no output can be judged by (an empty
+    `contains` passes on anything; a schema that is not one checks nothing)."""
+    from aevolve._gate.assertions import spec_problem
+
+    for j, spec in enumerate(raw["assert"]):
+        problem = spec_problem(spec)
+        if problem:
+            at = f"{pointer}/assert/{j}"
+            line = yaml_line(text, at + "/value") or yaml_line(text, at)
+            where = f"{path}:{line}" if line else path
+            raise InvalidInput(f"{where}: case {index + 1}: {problem} (at {at})")
 
 
 def load_cases(state: State) -> list[Case]:

@@ -36,7 +36,9 @@ from aevolve._json import loads
 
 STDERR_TAIL = 2000  # characters of stderr a RunResult keeps (the report shows fewer)
 STDERR_READ_TAIL = 16 * 1024  # bytes of stderr held while reading, enough for STDERR_TAIL characters
-RUNNER_PROTOCOL = 2  # bump when the contract changes: invalidates cached runs (2: output cap)
+# bump when the contract changes: invalidates cached runs (2: output cap; 3: plain text
+# trimmed at both ends, a runner's own latency_ms)
+RUNNER_PROTOCOL = 3
 READ_CHUNK = 64 * 1024
 EXIT_GRACE = 0.5  # seconds the pipes may stay open after the runner exited, before the rest is killed
 DRAIN_AFTER_KILL = 0.2  # seconds spent reading what is left in the pipes once everything was killed
@@ -91,6 +93,7 @@ class RunResult:
     cost: float | None = None
     steps: list | None = None
     latency_ms: float = 0.0
+    latency_source: str = "measured"  # "runner": the runner printed its own latency_ms
     exit_code: int | None = None
     error: str = ""  # why the run is an error (timeout, exit status, cannot start)
     stderr: str = ""  # tail
@@ -110,12 +113,29 @@ class RunResult:
         return cls(**known, cached=cached)
 
 
-_STORED_FIELDS = ("status", "output", "cost", "steps", "latency_ms", "exit_code", "error", "stderr", "error_kind",
-                  "truncated")
+_STORED_FIELDS = ("status", "output", "cost", "steps", "latency_ms", "latency_source", "exit_code", "error", "stderr",
+                  "error_kind", "truncated")
+
+
+@dataclass
+class Printed:
+    """What a runner printed on stdout, read."""
+    output: str
+    cost: float | None = None
+    steps: list | None = None
+    latency_ms: float | None = None  # the runner's own measurement, when it printed one
 
 
 def parse_stdout(text: str) -> tuple[str, float | None, list | None]:
-    """(output, cost, steps) from a runner's stdout: JSON with "output", else the text."""
+    """(output, cost, steps) from a runner's stdout (see read_stdout)."""
+    printed = read_stdout(text)
+    return printed.output, printed.cost, printed.steps
+
+
+def read_stdout(text: str) -> Printed:
+    """A runner's stdout: one JSON object with "output" (and "cost", "steps",
+    "latency_ms"), else plain text trimmed at both ends, as promptfoo's exec: provider
+    trims it (a trailing newline or a leading blank line is not the answer)."""
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
@@ -126,11 +146,20 @@ def parse_stdout(text: str) -> tuple[str, float | None, list | None]:
             output = data["output"]
             if not isinstance(output, str):
                 output = json.dumps(output, ensure_ascii=False)
-            cost = data.get("cost")
-            cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
-            steps = data.get("steps") if isinstance(data.get("steps"), list) else None
-            return output, cost, steps
-    return text.rstrip("\n"), None, None
+            return Printed(output, _number(data.get("cost")),
+                           data.get("steps") if isinstance(data.get("steps"), list) else None,
+                           _latency(data.get("latency_ms")))
+    return Printed(stripped)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _latency(value) -> float | None:
+    """A runner's own latency: a finite number of milliseconds >= 0, else ignored."""
+    number = _number(value)
+    return number if number is not None and 0 <= number < float("inf") else None
 
 
 # -- running one case ------------------------------------------------------------------
@@ -188,8 +217,10 @@ def _result(proc: subprocess.Popen, pipes: _Pipes, latency: float, exited: bool,
                          error_kind=EXIT, truncated=truncated)
     text = pipes.out.text()
     # a cut JSON document is no longer JSON: what was kept is judged as text
-    output, cost, steps = (text, None, None) if "stdout" in truncated else parse_stdout(text)
-    return RunResult("ok", output=output, cost=cost, steps=steps, latency_ms=latency,
+    printed = Printed(text) if "stdout" in truncated else read_stdout(text)
+    own = printed.latency_ms
+    return RunResult("ok", output=printed.output, cost=printed.cost, steps=printed.steps,
+                     latency_ms=latency if own is None else own, latency_source="measured" if own is None else "runner",
                      exit_code=0, stderr=stderr, truncated=truncated)
 
 

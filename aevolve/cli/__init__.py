@@ -41,6 +41,7 @@ COMMANDS = {
     "report": "aevolve.cli.report_cmds:report_cmd",
     "prune": "aevolve.cli.remote_cmds:prune_cmd",
     "evolve": "aevolve.cli.evolve_cmds:evolve_cmd",
+    "completion": "aevolve.cli.completion_cmds:completion_cmd",
 }
 
 

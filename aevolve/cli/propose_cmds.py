@@ -8,15 +8,27 @@ from aevolve.cli.common import echo_json, json_option, open_repo, style
 
 
 @click.command("observe")
-@click.argument("sources", nargs=-1, required=True, metavar="FILE.jsonl... | -")
+@click.argument("sources", nargs=-1, required=True, metavar="FILE... | -")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "otel", "langsmith"]), default="jsonl",
+              show_default=True, help="jsonl: observation records; otel: OTLP JSON traces (GenAI conventions); "
+                                      "langsmith: an exported LangSmith runs file (JSON lines).")
+@click.option("--skip-invalid", is_flag=True,
+              help="With --format otel/langsmith: ingest the readable records, report and skip the others.")
 @json_option
 @click.pass_context
-def observe_cmd(ctx, sources, as_json) -> None:
+def observe_cmd(ctx, sources, fmt, skip_invalid, as_json) -> None:
     """Ingest observations (JSONL; - for stdin) into refs/aevolve/observations.
 
     Every line is validated first: one bad line and nothing is ingested (exit 3).
-    main, the index and the working tree are never touched.
+    main, the index and the working tree are never touched. With --format otel or
+    langsmith, each agent run of an exported trace file becomes one observation.
     """
+    if fmt != "jsonl":
+        _observe_traces(ctx, sources, fmt, skip_invalid, as_json)
+        return
+    if skip_invalid:
+        raise click.UsageError("--skip-invalid goes with --format otel or langsmith; observation JSONL is "
+                               "all or nothing")
     from aevolve._state.observations import observe
 
     result = observe(open_repo(ctx), list(sources))
@@ -24,6 +36,23 @@ def observe_cmd(ctx, sources, as_json) -> None:
         echo_json(result.to_dict())
         return
     click.echo(f"ingested {result.added} observation(s), {result.duplicates} already stored"
+               + (f" (refs/aevolve/observations at {result.commit[:12]})" if result.commit else ""))
+    for key in result.conflicts:
+        click.echo(style(f"warning: {key} is already stored with different content; kept the stored one",
+                         fg="yellow"), err=True)
+
+
+def _observe_traces(ctx, sources, fmt, skip_invalid, as_json) -> None:
+    from aevolve._ecosystem.traces import ingest
+
+    result = ingest(open_repo(ctx), fmt, list(sources), skip_invalid=skip_invalid)
+    for problem in result.skipped:
+        click.echo(style(f"skipped: {problem}", fg="yellow"), err=True)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    click.echo(f"ingested {result.added} run(s) from {fmt} as observations, {result.duplicates} already stored"
+               + (f", {len(result.skipped)} invalid record(s) skipped" if result.skipped else "")
                + (f" (refs/aevolve/observations at {result.commit[:12]})" if result.commit else ""))
     for key in result.conflicts:
         click.echo(style(f"warning: {key} is already stored with different content; kept the stored one",
@@ -103,11 +132,14 @@ def _options(pairs) -> dict:
 @click.option("--base-url", help="openai: an OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1.")
 @click.option("-o", "--option", "extra", multiple=True, metavar="KEY=VALUE",
               help="Any evolver option (repeatable), e.g. -o model=gpt-4.1.")
+@click.option("--push", "push", is_flag=False, flag_value="", default=None, metavar="[REMOTE]",
+              help="Publish the new branch (and the observations, merged with REMOTE's first) to REMOTE "
+                   "(default: main's upstream, else origin).")
 @json_option
 @click.pass_context
 def propose_cmd(ctx, evolver_name, base, obs, dry_run, seed, focus, temperature, edits, diff_file, rationale,
                 title, diagnosis, change, expected_effect, evidence, layer, command_argv, timeout, model, base_url,
-                extra, as_json) -> int:
+                extra, push, as_json) -> int:
     """Run an evolver and open an evolve/* branch with one commit and its rationale.
 
     The working tree, index and current branch are untouched. Exit 0 (also when
@@ -140,8 +172,9 @@ def propose_cmd(ctx, evolver_name, base, obs, dry_run, seed, focus, temperature,
     ids = [i.strip() for chunk in obs for i in chunk.split(",") if i.strip()] or None
     result = propose(repo, evolver=evolver_name, base=base, observation_ids=ids, evolver_options=options,
                      dry_run=dry_run, seed=seed, focus=focus, temperature=temperature)
+    pushed = _push_proposal(repo, result, push, base) if push is not None and not dry_run else []
     if as_json:
-        echo_json(result.to_dict())
+        echo_json({**result.to_dict(), **({"pushed": pushed} if push is not None else {})})
         return 0
     if result.nothing_to_do:
         click.echo(f"nothing to propose: {result.reason}")
@@ -157,6 +190,18 @@ def propose_cmd(ctx, evolver_name, base, obs, dry_run, seed, focus, temperature,
         click.echo(f"  {line}")
     if result.proposal is not None and result.proposal.usage:
         click.echo("Usage: " + ", ".join(f"{k}={v}" for k, v in result.proposal.usage.items()))
+    if pushed:
+        click.echo(f"\npushed {', '.join(pushed)}")
     if not dry_run:
         click.echo(f"\nnext: aevolve gate {result.branch}")
     return 0
+
+
+def _push_proposal(repo, result, remote: str, base: str) -> list[str]:
+    """`propose --push`: publish the new branch (nothing when there was nothing to propose)."""
+    from aevolve._remote.publish import publish_proposal
+
+    if result.nothing_to_do or not result.commit or not result.branch:
+        return []
+    main = base if base in ("main", "refs/heads/main") else "main"
+    return publish_proposal(repo, result.branch, remote or None, main=main)
