@@ -50,6 +50,10 @@ def test_markdown_format_and_output_file(tmp_path):
     assert proc.returncode == 100
     assert proc.stdout.startswith("### Gate: ❌ rejected")
     assert "| `b` | **regression** | 1/1 pass | 0/1 pass |" in proc.stdout
+    flips = proc.stdout.index("#### Flips")
+    assert flips < proc.stdout.index("| 🔴 regression | `b` | ✅ 1/1 pass | ❌ 0/1 pass |") \
+        < proc.stdout.index("| ⚪ still failing | `c` |") < proc.stdout.index("#### All cases")
+    assert "<tr><td><pre><del>right</del></pre></td><td><pre><ins>wrong</ins></pre></td></tr>" in proc.stdout
     assert json.loads(out.read_text())["regressions"] == ["b"]
 
 
@@ -163,3 +167,60 @@ def test_rejected_gate_does_not_promote(tmp_path):
     g.answers_branch("evolve/break", a="wrong", b="right", c="right")
     proc = run_cli("gate", "evolve/break", "--promote", cwd=g.path)
     assert proc.returncode == 100 and git(g.path, "rev-parse", "main") == main
+
+
+# -- the report keeps the evidence ----------------------------------------------------------
+
+
+def test_report_keeps_outputs_and_assertion_results_only_for_cases_that_are_not_pass_pass(tmp_path):
+    g = make(tmp_path)
+    commit = g.answers_branch("evolve/x", a="right", b="wrong", c="wrong")
+    data = gate(g.repo, commit).to_dict()
+    assert schemas.errors("gate-report", data) == []
+    by_id = {c["id"]: c for c in data["cases"]}
+    assert "outputs" not in by_id["a"]["baseline"] and "outputs" not in by_id["a"]["candidate"]
+    [before], [after] = by_id["b"]["baseline"]["outputs"], by_id["b"]["candidate"]["outputs"]
+    assert before["output"] == "right" and before["passed"] is True
+    assert after["output"] == "wrong" and after["passed"] is False
+    assert after["asserts"] == [{"type": "equals", "passed": False,
+                                 "reason": "equals: output 'wrong' does not equal 'right'"}]
+    assert after["latency_ms"] > 0 and by_id["b"]["candidate"]["latency_ms"] > 0
+    assert by_id["c"]["candidate"]["outputs"][0]["output"] == "wrong"  # still failing: kept too
+    noted = read_gate_report(g.repo, commit)
+    assert noted is not None and noted["cases"][1]["candidate"]["outputs"] == by_id["b"]["candidate"]["outputs"]
+
+
+def test_report_summary_counts_flips_and_gives_tag_rates_latency_and_cost(tmp_path):
+    g = GateRepo(tmp_path, {"a": "COST:0.5", "b": "right", "c": "wrong"},
+                 cases_yaml("a", "b", "c", tags={"a": "billing", "b": "billing"}))
+    commit = g.answers_branch("evolve/x", a="COST:0.25", b="wrong", c="right")
+    summary = gate(g.repo, commit).summary
+    assert summary["flips"] == {"pass_pass": 1, "pass_fail": 1, "fail_pass": 1, "fail_fail": 0, "new": 0, "errors": 0}
+    assert summary["tags"] == {"billing": {"cases": 2, "baseline": 1.0, "candidate": 0.5}}
+    assert summary["cost"]["baseline"] == {"median": 0.5, "p95": 0.5, "cases": 1, "total": 0.5}
+    assert summary["cost"]["candidate"]["total"] == 0.25
+    for side in ("baseline", "candidate"):
+        latency = summary["latency_ms"][side]
+        assert latency["cases"] == 3 and 0 < latency["median"] <= latency["p95"]
+
+
+def test_report_output_is_cut_at_report_output_bytes(tmp_path):
+    g = make(tmp_path)
+    config = (g.path / "aevolve.yaml").read_text().replace("gate:\n", "gate:\n  report_output_bytes: 10\n")
+    (g.path / "aevolve.yaml").write_text(config)
+    git(g.path, "commit", "-qam", "keep 10 bytes of each output")
+    commit = g.answers_branch("evolve/x", a="right", b="é" * 30, c="wrong")
+    data = gate(g.repo, commit).to_dict()
+    [run] = next(c for c in data["cases"] if c["id"] == "b")["candidate"]["outputs"]
+    assert run["output"] == "é" * 5 and run["output_bytes"] == 60  # a character cut in two is dropped
+    assert schemas.errors("gate-report", data) == []
+
+
+def test_report_signature_payload_covers_the_kept_outputs(tmp_path):
+    from aevolve._trust.verdicts import verdict_payload
+
+    g = make(tmp_path)
+    data = gate(g.repo, g.answers_branch("evolve/x", a="right", b="wrong", c="wrong")).to_dict()
+    forged = json.loads(json.dumps(data))
+    next(c for c in forged["cases"] if c["id"] == "b")["candidate"]["outputs"][0]["output"] = "right"
+    assert verdict_payload(forged) != verdict_payload(data)

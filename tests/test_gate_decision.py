@@ -107,3 +107,13 @@ def test_tag_rule_no_regressions_when_global_rule_is_off():
 def test_static_problems_reject():
     decision, reasons, _ = decide([], POLICY, ["protected path(s) differ: evals/a.yaml"])
     assert decision == "reject" and reasons[0].startswith("static check failed")
+
+
+def test_flip_counts_errors_and_new_cases_apart_from_the_four_outcomes():
+    from aevolve._gate.decision import evidence_summary
+
+    cases = [case("pp", side(1, 1), side(1, 1)), case("pf", side(1, 1), side(0, 1)),
+             case("fp", side(0, 1), side(1, 1)), case("ff", side(0, 1), side(0, 1)),
+             case("err", side(1, 1), side(0, 1, errors=1)), case("new", None, side(1, 1))]
+    flips = evidence_summary([judge_case(c, 0.05) for c in cases])["flips"]
+    assert flips == {"pass_pass": 1, "pass_fail": 1, "fail_pass": 1, "fail_fail": 1, "new": 1, "errors": 1}

@@ -152,3 +152,13 @@ def test_git_diff_of_memory_shows_changed_records_not_reordered_lines(state_repo
     diff = git(state_repo, "diff", "--", "memory/episodic.jsonl")
     changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert changed == ['+{"id": "m-2", "content": "Stores open at 9am."}']  # m-1 only moved: no change shown
+
+
+def test_setup_sets_the_display_ref_and_keeps_the_users_own(tmp_path):
+    root = make_state_repo(tmp_path / "state")
+    git(root, "config", "--unset-all", "notes.displayRef", check=False)
+    git(root, "config", "--add", "notes.displayRef", "refs/notes/mine")
+    setup(Repo.open(root), attributes=False)
+    assert git(root, "config", "--get-all", "notes.displayRef").split() == ["refs/notes/mine",
+                                                                           "refs/notes/aevolve-log"]
+    assert setup(Repo.open(root), attributes=False).config == []

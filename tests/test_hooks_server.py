@@ -132,7 +132,7 @@ def test_ungated_main_is_refused_and_the_message_says_what_to_do(remote):
     assert result.returncode != 0
     assert f"remote: aevolve: refusing main {old[:12]} -> {new[:12]}" in result.stderr
     assert f"{new[:12]} (prompt: shorter): it has no gate note" in result.stderr
-    assert "The push carried no notes ref" in result.stderr
+    assert "the push carried no notes ref; push `refs/notes/aevolve` with `main`" in result.stderr
     assert "git push origin main refs/notes/aevolve" in result.stderr
     assert "--no-verify" not in result.stderr
     assert git(bare, "rev-parse", "refs/heads/main") == old
@@ -250,3 +250,18 @@ def test_evolver_commit_hidden_below_a_merge_is_still_refused(remote):
     result = push(clone, "origin", "feature")
     assert result.returncode != 0
     assert f"refusing evolver commit {sha[:12]}" in result.stderr
+
+
+def test_the_server_accepts_a_push_of_the_display_notes_and_refuses_rewinding_them(tmp_path):
+    from aevolve._git.notes import LOG_REF
+
+    bare, clone = build_remote(tmp_path)
+    sha = commit_change(clone, {"prompts/system.md": "Shown.\n"}, "evolve: shown")
+    repo = Repo.open(clone)
+    first = repo.write_note(sha, b"gate: ACCEPT\n", LOG_REF)
+    assert push(clone, "origin", f"{LOG_REF}:{LOG_REF}").returncode == 0
+    second = repo.write_note(sha, b"gate: ACCEPT\npromoted\n", LOG_REF)
+    assert push(clone, "origin", f"{LOG_REF}:{LOG_REF}").returncode == 0
+    assert git(bare, "rev-parse", LOG_REF) == second
+    result = push(clone, "--force", "origin", f"{first}:{LOG_REF}")
+    assert result.returncode != 0 and "non-fast-forward" in result.stderr and "--no-verify" not in result.stderr

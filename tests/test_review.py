@@ -63,7 +63,7 @@ def test_review_without_a_note_says_not_gated_yet(state_repo):
     assert f"**Not gated yet** — run `aevolve gate {branch}`." in review(repo, branch)
 
 
-def test_review_lists_regressions_first_then_improvements_errors_and_unchanged(state_repo):
+def test_review_flip_table_lists_regressions_then_fixes_then_still_failing(state_repo):
     repo = Repo.open(state_repo)
     branch = propose(repo)
     tip, main = git(state_repo, "rev-parse", branch), git(state_repo, "rev-parse", "main")
@@ -74,8 +74,11 @@ def test_review_lists_regressions_first_then_improvements_errors_and_unchanged(s
         reasons=["1 case(s) pass on the baseline but fail on the candidate: refund-window"])
     md = review(repo, branch)
     assert "❌ **rejected** — pass rate 50.0% → 75.0% (+25.0%) over 4 cases." in md
-    assert md.index("#### Regressions (1)") < md.index("#### Improvements (1)")
-    assert "- `refund-window`: baseline 1/1 pass, candidate 0/1 pass — expected to contain '30 days'" in md
+    assert (md.index("| 🔴 regression | `refund-window`") < md.index("| 🟢 fix | `speedy`")
+            < md.index("| ⚪ still failing | `shipping`"))
+    assert "| 🔴 regression | `refund-window` | ✅ 1/1 pass | ❌ 0/1 pass | expected to contain '30 days' |" in md
+    assert "P→F 1 · F→P 1 · F→F 1 · P→P 1" in md
+    assert "`greeting`" not in md.split("#### Flips")[1]  # pass -> pass is no flip
     assert "2 cases unchanged." in md
     assert "stale" not in md
 
@@ -106,8 +109,8 @@ def test_review_quotes_each_cited_observation_and_notes_missing_ones(state_repo,
     md = review(repo, branch)
     assert "### Evidence (2 observations)" in md
     line = next(line for line in md.splitlines() if "`obs-1`" in line)
-    assert line.startswith("- ❌ `obs-1` **task:** Can I return shoes after 40 days?")
-    assert "**feedback:** {\"expected\": \"30 days, then store credit\"}" in line
+    assert line.startswith("- ❌ `obs-1` failed — **task:** Can I return shoes after 40 days?")
+    assert "  **feedback:** expected: 30 days, then store credit  \n  **output:** Yes, of course." in md
     assert len(line) < 600 and "…" in line  # shortened
     assert "`obs-404` — _not found in refs/aevolve/observations_" in md
 

@@ -25,9 +25,6 @@ from aevolve._errors import InvalidInput, UsageError
 SAME = {"equals", "contains", "icontains", "regex", "starts-with", "is-json", "python", "llm-rubric", "latency",
         "cost", "contains-any", "contains-all", "icontains-any", "icontains-all", "contains-json", "word-count",
         "levenshtein", "is-refusal"}
-# types aevolve's gate gains with this importer (listed so a reader of a case file knows why)
-NEW_IN_AEVOLVE = {"contains-any", "contains-all", "icontains-any", "icontains-all", "contains-json",
-                  "word-count", "levenshtein", "is-refusal"}
 ASSERTION_KEYS = {"type", "value", "threshold", "weight", "metric", "provider"}
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 MAX_COMBINATIONS = 1000
@@ -42,7 +39,6 @@ class Conversion:
     cases: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # dropped on purpose, with why
-    new_types: set[str] = field(default_factory=set)
 
 
 def convert_config(config: str | Path, id_prefix: str, *, checks_root: Path | None = None) -> Conversion:
@@ -96,7 +92,6 @@ def convert_test(test: Test, suite: Suite, checks_root: Path | None, out: Conver
             except Refused as exc:
                 raise Refused(f"assertion {n} ({_kind(spec)}): {exc}") from None
             asserts.append(converted)
-            out.new_types |= {converted["type"].removeprefix("not-")} & NEW_IN_AEVOLVE
             if isinstance(spec.get("metric"), str) and spec["metric"] not in tags:
                 tags.append(spec["metric"])
         if not asserts:
@@ -193,8 +188,8 @@ def convert_assertion(spec: dict, vars_: dict, config: Path, checks_root: Path |
     for key in ("threshold", "weight"):
         if spec.get(key) is not None:
             out[key] = spec[key]
-    if base == "levenshtein" and "threshold" not in out:
-        out["threshold"] = 5  # promptfoo's default distance
+    if base == "levenshtein" and not out.get("threshold"):
+        out["threshold"] = 5  # promptfoo's default distance (it reads 0 as unset too)
     return out
 
 
@@ -305,8 +300,7 @@ class CasesImport:
     def to_dict(self) -> dict:
         c = self.conversion
         return {"path": str(self.path), "written": self.written, "cases": len(c.cases),
-                "problems": [str(p) for p in c.problems], "notes": c.notes,
-                "new_assertion_types": sorted(c.new_types)}
+                "problems": [str(p) for p in c.problems], "notes": c.notes}
 
 
 def output_path(root: Path, output: str | Path) -> Path:

@@ -31,14 +31,14 @@ class AssertContext:
     case_input: object = None
 
 
-def grade(asserts: list[dict], run: RunResult, ctx: AssertContext) -> tuple[bool, list[str]]:
-    """(all passed, reasons of the failed assertions)."""
-    failures = []
+def grade(asserts: list[dict], run: RunResult, ctx: AssertContext) -> list[dict]:
+    """Every assertion's result ({type, passed, reason}), not only the failures: a reviewer
+    reads which assertions held as well as which failed."""
+    out = []
     for spec in asserts:
         passed, reason = evaluate(spec, run, ctx)
-        if not passed:
-            failures.append(reason)
-    return not failures, failures
+        out.append({"type": spec.get("type"), "passed": bool(passed), "reason": reason})
+    return out
 
 
 def spec_problem(spec: dict) -> str | None:

@@ -102,7 +102,7 @@ def _cut_notice(out: Runs, exams: dict[str, Exam]) -> str:
 
 
 def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Runs) -> list:
-    from aevolve._gate.assertions import AssertContext, AssertionSetupError
+    from aevolve._gate.assertions import AssertContext, AssertionSetupError, grade
     from aevolve._gate.runner import kill_all, run_once, tampered
 
     def work(key: Key, group: list[Job]):
@@ -125,7 +125,7 @@ def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Run
             ctx = AssertContext(exam=job_exam.state, repo=repo, llm=job_exam.cfg,
                                 case_id=job_case.id, case_input=job_case.input)
             try:
-                results = grade_each(job_case.asserts, run, ctx)
+                results = grade(job_case.asserts, run, ctx)
             except AssertionSetupError as exc:
                 raise GateError(f"case {job_case.id} ({job_case.where}): an assertion cannot be evaluated, "
                                 f"so the gate cannot judge: {exc}") from None
@@ -161,18 +161,6 @@ def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Run
         if bar:
             bar.__exit__(None, None, None)
     return fresh
-
-
-def grade_each(asserts: list[dict], run, ctx) -> list[dict]:
-    """Every assertion's result, not only the failures `assertions.grade` returns: a
-    reviewer reads which assertions held as well as which failed. Same verdict as grade."""
-    from aevolve._gate.assertions import evaluate
-
-    out = []
-    for spec in asserts:
-        passed, reason = evaluate(spec, run, ctx)
-        out.append({"type": spec.get("type"), "passed": bool(passed), "reason": reason})
-    return out
 
 
 def _progress(total: int):

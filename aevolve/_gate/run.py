@@ -300,8 +300,15 @@ def _side(results: list) -> dict:
             "pass_rate": round(passes / runs, 6) if runs else None, "failures": failures,
             "cached": bool(results) and all(g.run.cached for g in results),
             "latency_ms": round(sum(g.run.latency_ms for g in results) / runs, 1) if runs else None,
+            "latency_source": _latency_source(results),
             **({"cost": round(sum(costs) / len(costs), 6)} if costs else {}),
             **({"truncated": truncated} if truncated else {})}
+
+
+def _latency_source(results: list) -> str:
+    """Whose latency a side reports: the runner's own (`latency_ms` in its JSON), ours, or both."""
+    sources = {g.run.latency_source for g in results}
+    return "mixed" if len(sources) > 1 else next(iter(sources), "measured")
 
 
 def _entries(cases, runs, exam, sides=SIDES, keep: Keep | None = None) -> tuple[list[dict], list[dict]]:

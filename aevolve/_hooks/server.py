@@ -4,7 +4,8 @@
   commit it gains carries a gate verdict on exactly its own step, checked by
   `aevolve._trust.verdicts.check_move` (signed by an allowed key when the repository
   has an allowed signers list: `aevolve hooks install --server --allowed-signers`).
-- Gate notes and approvals (`refs/notes/aevolve*`) only grow: never deleted,
+- Gate notes, approvals and the display notes (`refs/notes/aevolve*`, the
+  one-line verdicts `git log` shows included) only grow: never deleted,
   never rewound, and the note of a commit in `main` never changes.
 - Evolver commits (an `Aevolve-Proposal` trailer) never change anything outside
   `main`'s evolvable layers, on whatever ref they arrive (tags and notes too).
@@ -220,17 +221,23 @@ def _verdict_refusals(push: Push, old: str, new: str) -> list[str]:
     if not problems:
         return []
     main = push.main
-    lines = [f"aevolve: refusing {main} {old[:12]} -> {new[:12]}: every commit {main} gains needs a gate "
-             "verdict on exactly its own step (against its parent, under its parent's exam):"]
-    lines += [f"  - {p}" for p in problems]
-    if push.pushed(NOTES_REF) is None:
-        lines.append(f"  The push carried no notes ref: only the server's {NOTES_REF} was looked in; "
-                     f"push {NOTES_REF} with {main}.")
+    if push.pushed(NOTES_REF) is None:  # the usual cause: say it first, not "no gate note"
+        lines = [f"aevolve: refusing {main} {old[:12]} -> {new[:12]}: the push carried no notes ref; push "
+                 f"`{NOTES_REF}` with `{main}` (only the server's {NOTES_REF} was looked in, and it has no "
+                 "admitting verdict for:",
+                 *(f"  - {p}" for p in problems),
+                 f"  If `git push` also printed `! [rejected] {NOTES_REF} (non-fast-forward)`, the notes diverged "
+                 "from the server's: run `aevolve sync` (it merges them, keeping every verdict), then push again; "
+                 f"`aevolve promote BRANCH --push` does all of it."]
+    else:
+        lines = [f"aevolve: refusing {main} {old[:12]} -> {new[:12]}: every commit {main} gains needs a gate "
+                 "verdict on exactly its own step (against its parent, under its parent's exam):"]
+        lines += [f"  - {p}" for p in problems]
     if signers is not None:
         lines.append(f"  This repository admits only verdicts signed by a key in its allowed signers ({signers}).")
     lines.append(f"  Gate each commit against its parent (`aevolve gate --promote` on the evolution branch does), "
                  f"then push {main} with its notes: `git push origin {main} {NOTES_REF}` (and {APPROVALS_REF} "
-                 "for an approved maintainer change).")
+                 "for an approved maintainer change), or publish with `aevolve promote BRANCH --push`.")
     return lines
 
 

@@ -67,10 +67,16 @@ def _full_ref(name: str) -> str:
 
 
 def _branch_of(repo: Repo, candidate: str) -> str | None:
-    """The branch ref `candidate` names (an evolve/* branch usually), if any."""
+    """The branch ref `candidate` names (an evolve/* branch usually, or the local branch
+    of a proposal id), if any."""
+    from aevolve._git.repo import PROPOSAL_ID
+
     for ref in (candidate, f"refs/heads/{candidate}"):
         if ref.startswith("refs/heads/") and repo.ref_target(ref) is not None:
             return ref
+    if PROPOSAL_ID.fullmatch(candidate):
+        local = [ref for ref, _tip in repo.proposal_branches(candidate) if ref.startswith("refs/heads/")]
+        return local[0] if len(local) == 1 else None
     return None
 
 
@@ -89,16 +95,19 @@ def _rejection(report: dict | None, commit: str, rebased_from: str | None) -> Ga
 
 
 def promote(repo: Repo, candidate: str, *, main: str = "main", regate: bool = True,
-            attempts: int = ATTEMPTS) -> PromoteResult:
+            attempts: int = ATTEMPTS, shown_as: str | None = None) -> PromoteResult:
     """Fast-forward `main` to `candidate` if its verdicts admit it (see module doc).
 
     Raises GateRejected (the gate said no), NotGated (no admissible verdict and
     regate=False), GateError (the gate could not judge), Conflict (a checkout
     would lose work, the rebase conflicts, or main kept moving),
     CheckoutNotUpdated (main moved but a checkout changed under us and could not follow).
+    `shown_as` names the branch in the promotion's display line when `main` is a
+    stand-in for it (`aevolve promote --push` promotes onto a copy of the remote's main).
     """
     _heal_first(repo, _full_ref(main))
     run = _Promotion(repo, candidate, _full_ref(main), regate)
+    run.shown_as = shown_as or _full_ref(main).removeprefix("refs/heads/")
     try:
         for _ in range(attempts):
             old_main = repo.ref_target(run.main_ref)
@@ -142,6 +151,7 @@ class _Promotion:
         self.fresh: dict[str, dict] = {}  # this call's gate report, keyed by commit, not yet noted
         self.rebases: dict[str, str] = {}  # main -> the candidate rebased onto it (made once per main)
         self.gated = False
+        self.shown_as = main_ref.removeprefix("refs/heads/")
 
     def result(self, old: str, new: str, rebased: bool, report: dict | None,
                checkouts: list[str] | None = None, branch_moved: bool = False) -> PromoteResult:
@@ -208,7 +218,7 @@ class _Promotion:
                 write_journal(self.repo, Journal(self.main_ref, old_main, target, [str(c.path) for c in checkouts]))
             try:
                 moved = _move(self.repo, self.reader, trust, self.main_ref, old_main, target,
-                              self.fresh.get(target), extra)
+                              self.fresh.get(target), extra, shown_as=self.shown_as)
             finally:
                 if self.repo.ref_target(self.main_ref) != target:
                     clear_journal(self.repo)  # the transaction did not commit: nothing to finish
@@ -232,9 +242,11 @@ def _not_admitted(report: dict | None, target: str, old_main: str, problems: lis
 
 
 def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, report: dict | None,
-          extra: Sequence[tuple[str, str, str | None]], tries: int = NOTE_RETRIES) -> bool:
-    """One transaction: main OLD -> target, and the notes ref to a commit holding
-    the accepting note (`report` added, or the notes already there kept).
+          extra: Sequence[tuple[str, str, str | None]], tries: int = NOTE_RETRIES, shown_as: str = "main") -> bool:
+    """One transaction: main OLD -> target, the notes ref to a commit holding
+    the accepting note (`report` added, or the notes already there kept), and the
+    display ref (`LOG_REF`) with the verdict's line and "promoted to main by ..."
+    on every commit main gains (a promotion never rewrites the signed JSON verdict).
 
     The verifier runs once on a snapshot of the notes; inside the transaction
     only a cheap comparison shows that the notes it installs say the same for
@@ -244,11 +256,17 @@ def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, 
     """
     from dataclasses import replace
 
-    from aevolve._trust.record import prepare_report
+    from aevolve._git.notes import LOG_REF, dump_report, verdict_line, who_line
+    from aevolve._trust.record import finish_report, identity, log_commit
     from aevolve._trust.verdicts import check_chain
 
-    data = prepare_report(repo, report) if report is not None else None
+    finished = finish_report(repo, report) if report is not None else None
+    data = dump_report(finished) if finished is not None else None
     chain = reader.first_parent_chain(old_main, target) or [target]
+    promoted = f"promoted to {shown_as} by {who_line(identity(repo))}"
+    lines = {commit: [promoted] for commit in chain}
+    if finished is not None:
+        lines[target] = [verdict_line(finished), promoted]
     verified: dict[str, bytes | None] | None = None
     for attempt in range(tries):
         txn = repo.begin_transaction()  # opened before reading the refs (design note 3)
@@ -266,7 +284,10 @@ def _move(repo: Repo, reader, trust, main_ref: str, old_main: str, target: str, 
                     return False
                 verified = seen
                 continue
-            txn.prepare([(main_ref, target, old_main), (NOTES_REF, notes_new or ZERO, notes_old or ZERO), *extra])
+            log_old = repo.ref_target(LOG_REF)
+            log_new = log_commit(repo, log_old, lines)
+            txn.prepare([(main_ref, target, old_main), (NOTES_REF, notes_new or ZERO, notes_old or ZERO),
+                         (LOG_REF, log_new or ZERO, log_old or ZERO), *extra])
             pause("promote-prepare")
             txn.commit()  # every ref was locked and checked by prepare: the notes are the verified ones
             return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aevolve._errors import GitCommandFailed, UsageError
+from aevolve._git.notes import LOG_REF
 from aevolve._git.repo import APPROVALS_REF, NOTES_REF, OBSERVATIONS_REF, Repo
 from aevolve._state.gitsetup import remote_refspecs, tracking_ref
 
@@ -25,6 +26,7 @@ class Fetched:
     notes: str | None
     approvals: str | None
     observations: str | None
+    log: str | None = None  # the display notes (one line per verdict and promotion)
     branches: dict[str, str] = field(default_factory=dict)  # remote-tracking evolution branch -> tip
 
 
@@ -80,6 +82,7 @@ def fetch(repo: Repo, remote: str, main_ref: str) -> Fetched:
         notes=repo.ref_target(tracking_ref(remote, NOTES_REF)),
         approvals=repo.ref_target(tracking_ref(remote, APPROVALS_REF)),
         observations=repo.ref_target(tracking_ref(remote, OBSERVATIONS_REF)),
+        log=repo.ref_target(tracking_ref(remote, LOG_REF)),
         branches=repo.refs(tracking_branches),
     )
 

@@ -218,3 +218,28 @@ def approvals_pick(sides: Sides) -> tuple[bytes, NoteChoice]:
 
 def _canonical(item: dict) -> str:
     return json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- display notes (`git log`'s one-line verdicts) ----------------------------------------
+
+
+class LogPick:
+    """Two display notes on one commit: the server's for a commit already in its main
+    (the server never lets that note change), else every line of both, the remote's
+    first, so that clones merging the same two sides converge."""
+
+    def __init__(self, reader: GitReader, remote_main: str | None):
+        self.reader, self.remote_main = reader, remote_main
+
+    def __call__(self, sides: Sides) -> tuple[bytes, NoteChoice]:
+        if self.remote_main and self.reader.is_ancestor(sides.commit, self.remote_main):
+            return sides.remote, NoteChoice(sides.commit, "remote", "already in the remote's main")
+        ours, theirs = sides.local.decode("utf-8", "replace").splitlines(), \
+            sides.remote.decode("utf-8", "replace").splitlines()
+        if set(ours) <= set(theirs):
+            return sides.remote, NoteChoice(sides.commit, "remote", "the remote holds every line")
+        if set(theirs) <= set(ours):
+            return sides.local, NoteChoice(sides.commit, "local", "this clone holds every line")
+        merged = theirs + [line for line in ours if line not in theirs]
+        return "".join(f"{line}\n" for line in merged).encode(), NoteChoice(sides.commit, "union",
+                                                                            "the lines of both")

@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from aevolve._errors import DirtyCheckout, RefMoved
+from aevolve._git.notes import LOG_REF
 from aevolve._git.reader import GitReader
 from aevolve._git.repo import APPROVALS_REF, NOTES_REF, Repo
 from aevolve._remote.fetch import Fetched, check_remote, default_remote, fetch
-from aevolve._remote.notes_merge import NotesMerge, ReportPick, approvals_pick, merge_notes
+from aevolve._remote.notes_merge import LogPick, NotesMerge, ReportPick, approvals_pick, merge_notes
 from aevolve._remote.observations_merge import ObservationsMerge, merge_observations
 
 MAIN_ATTEMPTS = 5
@@ -56,17 +57,20 @@ class SyncResult:
     observations: ObservationsMerge
     configured: list[str] = field(default_factory=list)  # "key = value" lines written to .git/config
     branches: list[str] = field(default_factory=list)  # the remote's evolution branches (remote-tracking refs)
+    log: NotesMerge | None = None  # the display notes (refs/notes/aevolve-log)
 
     @property
     def changed(self) -> bool:
         """Did any local ref or setting change?"""
-        parts = (self.main, self.notes, self.approvals, self.observations)
+        parts: list[MainSync | NotesMerge | ObservationsMerge] = [self.main, self.notes, self.approvals,
+                                                                 self.observations, *([self.log] if self.log else [])]
         return bool(self.configured) or any(part.changed for part in parts)
 
     def to_dict(self) -> dict:
         return {"remote": self.remote, "changed": self.changed, "configured": self.configured,
                 "main": self.main.to_dict(), "notes": self.notes.to_dict(), "approvals": self.approvals.to_dict(),
-                "observations": self.observations.to_dict(), "branches": self.branches}
+                "observations": self.observations.to_dict(), "branches": self.branches,
+                "log": self.log.to_dict() if self.log else None}
 
 
 def sync(repo: Repo, remote: str | None = None, *, main: str = "main") -> SyncResult:
@@ -85,10 +89,31 @@ def sync(repo: Repo, remote: str | None = None, *, main: str = "main") -> SyncRe
     fetched = fetch(repo, name, main_ref)
     with GitReader(repo) as reader:
         notes = merge_notes(repo, NOTES_REF, fetched.notes, ReportPick(reader, fetched.main))
+        log = merge_notes(repo, LOG_REF, fetched.log, LogPick(reader, fetched.main))
     approvals = merge_notes(repo, APPROVALS_REF, fetched.approvals, approvals_pick)
     observations = merge_observations(repo, fetched.observations)
     return SyncResult(name, _sync_main(repo, main_ref, fetched), notes, approvals, observations,
-                      configured, sorted(fetched.branches))
+                      configured, sorted(fetched.branches), log)
+
+
+def merge_fetched_notes(repo: Repo) -> list[NotesMerge]:
+    """Merge the notes a plain `git fetch` brought (every remote's tracking copies) into
+    the local ones, without the network: `promote --no-regate` and the hooks then read
+    the same verdicts. The changed merges."""
+    from aevolve._state.gitsetup import tracking_ref
+
+    out = []
+    with GitReader(repo) as reader:
+        for remote in repo.remotes():
+            remote_main = repo.ref_target(f"refs/remotes/{remote}/main")
+            for ref, pick in ((NOTES_REF, ReportPick(reader, remote_main)), (LOG_REF, LogPick(reader, remote_main)),
+                              (APPROVALS_REF, approvals_pick)):
+                tip = repo.ref_target(tracking_ref(remote, ref))
+                if tip is not None:
+                    merged = merge_notes(repo, ref, tip, pick)
+                    if merged.changed:
+                        out.append(merged)
+    return out
 
 
 def _sync_main(repo: Repo, main_ref: str, fetched: Fetched) -> MainSync:

@@ -7,7 +7,9 @@ Markdown are two layouts of the same blocks.
 
 from __future__ import annotations
 
+import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aevolve._review.semdiff.fields import field_changes
@@ -21,18 +23,26 @@ from aevolve._review.semdiff.result import (
     StructuredChange,
     layer_key,
 )
+from aevolve._review.semdiff.text import Segments, word_diff
 
 FOLD_LINES = 25  # markdown: blocks longer than this fold into <details>
 SHOW_RECORDS = 200  # text/markdown: records shown per kind before "... and N more"
+VALUE_LIMIT = 160  # characters of a value shown (without --full)
+WORD_DIFF_MIN = 40  # a changed string this long shows its changed words, not just two lines
+
+Paint = Callable[[str, str], str]  # (text, kind) -> text; kinds: + - @ ~ bold alarm, +! -! (changed words)
 
 
-def render(diff: SemanticDiff, format: str = "text", stat: bool = False, color: bool = False) -> str:
+def render(diff: SemanticDiff, format: str = "text", stat: bool = False, color: bool = False,
+           full: bool = False, paint: Paint | None = None) -> str:
+    """`full`: whole values and every record (else values are cut at VALUE_LIMIT characters and
+    SHOW_RECORDS records a kind); `paint` colours the text layout (the CLI's, for its terminal)."""
     if format == "json":
         return render_json(diff, stat=stat)
     if format == "markdown":
-        return render_markdown(diff, stat=stat)
+        return render_markdown(diff, stat=stat, full=full)
     if format == "text":
-        return render_text(diff, stat=stat, color=color)
+        return render_text(diff, stat=stat, color=color, full=full, paint=paint)
     raise ValueError(f"unknown format {format!r} (text, markdown, json)")
 
 
@@ -50,33 +60,68 @@ class Block:
     lines: list[str] = field(default_factory=list)  # plain remarks
     code: list[str] = field(default_factory=list)  # diff-like lines
     protected: bool = False
+    marks: dict[int, Segments] = field(default_factory=dict)  # code line -> its segments, changed words marked
 
 
-def _value(value, limit: int = 160) -> str:
+def _value(value, limit: int | None = VALUE_LIMIT) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _field_lines(fields: list[FieldChange], indent: str = "  ") -> list[str]:
-    out = []
+def _cut(segments: Segments, limit: int | None) -> Segments:
+    """The segments of at most `limit` characters, "…" where they were cut."""
+    if limit is None or sum(len(t) for t, _ in segments) <= limit:
+        return segments
+    out: Segments = []
+    room = limit - 1
+    for text, changed in segments:
+        if room <= 0:
+            break
+        out.append((text[:room], changed))
+        room -= len(text)
+    return out + [("…", False)]
+
+
+def _quoted(segments: Segments, limit: int | None) -> Segments:
+    """A string's segments as its JSON form shows it: quoted, each piece escaped."""
+    inner = [(json.dumps(t, ensure_ascii=False)[1:-1], c) for t, c in segments]
+    return [('"', False), *_cut(inner, None if limit is None else limit - 2), ('"', False)]
+
+
+def _field_lines(fields: list[FieldChange], indent: str = "  ", limit: int | None = VALUE_LIMIT,
+                 marks: dict[int, Segments] | None = None, start: int = 0) -> list[str]:
+    """`-`/`+` lines per field; a long changed string also gets its changed words in `marks`
+    (keyed by line number counted from `start`, the block's code lines before these)."""
+    out: list[str] = []
     for f in fields:
+        if (marks is not None and f.kind == "changed" and isinstance(f.old, str) and isinstance(f.new, str)
+                and max(len(f.old), len(f.new)) >= WORD_DIFF_MIN):
+            for sign, segments in zip("-+", word_diff(f.old, f.new), strict=True):
+                line = [(f"{sign}{indent}{f.field}: ", False), *_quoted(segments, limit)]
+                marks[start + len(out)] = line
+                out.append("".join(t for t, _ in line))
+            continue
         if f.kind != "added":
-            out.append(f"-{indent}{f.field}: {_value(f.old)}")
+            out.append(f"-{indent}{f.field}: {_value(f.old, limit)}")
         if f.kind != "removed":
-            out.append(f"+{indent}{f.field}: {_value(f.new)}")
+            out.append(f"+{indent}{f.field}: {_value(f.new, limit)}")
     return out
 
 
-def _records(kind: str, records: list[RecordChange]) -> list[str]:
-    out = []
-    for r in records[:SHOW_RECORDS]:
+def _records(kind: str, records: list[RecordChange], full: bool = False,
+             marks: dict[int, Segments] | None = None, start: int = 0) -> list[str]:
+    out: list[str] = []
+    shown = records if full else records[:SHOW_RECORDS]
+    limit = None if full else VALUE_LIMIT
+    for r in shown:
         if kind == "changed":
             out.append(f"~ {r.key}")
-            out += _field_lines(r.fields, "    ")
+            out += _field_lines(r.fields, "    ", limit, marks, start + len(out))
         else:
-            out.append(f"{'+' if kind == 'added' else '-'} {r.key}  {_value(r.new if kind == 'added' else r.old, 200)}")
-    if len(records) > SHOW_RECORDS:
-        out.append(f"  ... and {len(records) - SHOW_RECORDS} more {kind} records (--format json lists all)")
+            value = _value(r.new if kind == 'added' else r.old, None if full else 200)
+            out.append(f"{'+' if kind == 'added' else '-'} {r.key}  {value}")
+    if len(records) > len(shown):
+        out.append(f"  ... and {len(records) - len(shown)} more {kind} records (--full or --format json lists all)")
     return out
 
 
@@ -94,12 +139,12 @@ def _file_block(f: FileChange) -> Block:
     return block
 
 
-def blocks(diff: SemanticDiff) -> list[Block]:
+def blocks(diff: SemanticDiff, full: bool = False) -> list[Block]:
     """The diff as display blocks, protected changes first, then by layer."""
     out: list[Block] = [_structured_block(s) for s in diff.structured]
     out += [_file_block(f) for f in diff.files if f.protected]
     out += [_skill_block(s) for s in diff.skills]
-    out += [_memory_block(m) for m in diff.memory]
+    out += [_memory_block(m, full) for m in diff.memory]
     out += [_file_block(f) for f in diff.files if not f.protected]
     return sorted(out, key=lambda b: (not b.protected, *layer_key(b.layer)))
 
@@ -140,14 +185,15 @@ def _skill_block(s: SkillChange) -> Block:
     return block
 
 
-def _memory_block(m: MemoryChange) -> Block:
+def _memory_block(m: MemoryChange, full: bool = False) -> Block:
     summary = f"+{len(m.added)} -{len(m.removed)} ~{len(m.changed)} records"
     block = Block("memory", f"{m.path} ({m.status}, {summary})")
     if m.note:
         block.lines.append(m.note)
     for bad in m.invalid[:20]:
         block.lines.append(f"{'old' if bad['side'] == 'a' else 'new'} line {bad['line']}: {bad['error']}")
-    block.code = _records("added", m.added) + _records("removed", m.removed) + _records("changed", m.changed)
+    block.code = _records("added", m.added, full) + _records("removed", m.removed, full)
+    block.code += _records("changed", m.changed, full, block.marks, len(block.code))
     return block
 
 
@@ -169,13 +215,25 @@ def stat_lines(diff: SemanticDiff) -> list[tuple[str, str]]:
     return rows
 
 
-_COLORS = {"+": "\x1b[32m", "-": "\x1b[31m", "@": "\x1b[36m", "~": "\x1b[33m", "bold": "\x1b[1m", "alarm": "\x1b[1;31m"}
+_COLORS = {"+": "\x1b[32m", "-": "\x1b[31m", "@": "\x1b[36m", "~": "\x1b[33m", "bold": "\x1b[1m", "alarm": "\x1b[1;31m",
+           "+!": "\x1b[30;42m", "-!": "\x1b[30;41m"}
 _RESET = "\x1b[0m"
 
 
-def render_text(diff: SemanticDiff, stat: bool = False, color: bool = False) -> str:
-    def paint(text: str, kind: str) -> str:
-        return f"{_COLORS[kind]}{text}{_RESET}" if color and kind in _COLORS else text
+def ansi(text: str, kind: str) -> str:
+    """Raw ANSI colours, for callers without a terminal layer of their own (the CLI passes its own)."""
+    return f"{_COLORS[kind]}{text}{_RESET}" if kind in _COLORS else text
+
+
+def _marked_text(segments: Segments, paint: Paint) -> str:
+    sign = segments[0][0][:1] if segments and segments[0][0] else ""
+    return "".join(paint(t, f"{sign}!" if changed else sign) for t, changed in segments)
+
+
+def render_text(diff: SemanticDiff, stat: bool = False, color: bool = False, full: bool = False,
+                paint: Paint | None = None) -> str:
+    if paint is None:
+        paint = ansi if color else (lambda text, kind: text)
 
     out = [paint(f"semantic diff {diff.a.label()} -> {diff.b.label()}", "bold")]
     if diff.empty:
@@ -189,22 +247,32 @@ def render_text(diff: SemanticDiff, stat: bool = False, color: bool = False) -> 
         out += [f"  {layer.ljust(width)}  {text}" for layer, text in rows]
         return "\n".join(out) + "\n"
     layer = None
-    for block in blocks(diff):
+    for block in blocks(diff, full):
         if block.layer != layer:
             layer = block.layer
             out += ["", paint(f"== {layer} ==", "bold")]
         out.append(paint(("!! " if block.protected else "") + block.heading, "alarm" if block.protected else "bold"))
         out += [f"  {line}" for line in block.lines]
-        out += [f"  {paint(line, line[:1])}" if line[:1] in "+-@~" else f"  {line}" for line in block.code]
+        for n, line in enumerate(block.code):
+            if n in block.marks:
+                out.append(f"  {_marked_text(block.marks[n], paint)}")
+            else:
+                out.append(f"  {paint(line, line[:1])}" if line[:1] and line[:1] in "+-@~" else f"  {line}")
     return "\n".join(out) + "\n"
 
 
-def render_markdown(diff: SemanticDiff, stat: bool = False, level: int = 3) -> str:
+def render_markdown(diff: SemanticDiff, stat: bool = False, level: int = 3, full: bool = False) -> str:
     """`level` is the heading depth, so `aevolve review` can nest the diff under its own headings."""
+    return "\n".join(markdown_units(diff, stat, level, full)) + "\n"
+
+
+def markdown_units(diff: SemanticDiff, stat: bool = False, level: int = 3, full: bool = False) -> list[str]:
+    """The Markdown as self-contained pieces (the head, then one per block): a caller that
+    must stay under a size limit drops whole pieces, never half a fence."""
     h = "#" * level
     out = [f"{h} Semantic diff: `{diff.a.label()}` → `{diff.b.label()}`", ""]
     if diff.empty:
-        return "\n".join(out + ["No changes."]) + "\n"
+        return ["\n".join(out + ["No changes."])]
     if diff.protected:
         out += ["> [!WARNING]", "> **Protected paths changed** — no evolver may touch these (the regression suite "
                 "and the gate's own rules):"]
@@ -212,21 +280,42 @@ def render_markdown(diff: SemanticDiff, stat: bool = False, level: int = 3) -> s
         out.append("")
     out += ["| layer | changes |", "| --- | --- |"]
     out += [f"| {layer} | {text} |" for layer, text in stat_lines(diff)]
+    units = ["\n".join(out)]
     if stat:
-        return "\n".join(out) + "\n"
+        return units
     layer = None
-    for block in blocks(diff):
+    for block in blocks(diff, full):
+        out = []
         if block.layer != layer:
             layer = block.layer
             out += ["", f"{h}# {layer}"]
         out += ["", f"**{'⚠️ ' if block.protected else ''}`{block.heading}`**"]
         out += [f"- {line}" for line in block.lines]
         if block.code:
-            # a fence inside the content would close a ``` block early
-            fence = "```" if not any(line.startswith("```") for line in block.code) else "~~~~"
-            code = ["", f"{fence}diff", *block.code, fence]
+            code = _code_md(block)
             if len(block.code) > FOLD_LINES:
                 out += ["", f"<details><summary>{len(block.code)} lines</summary>", *code, "", "</details>"]
             else:
                 out += code
-    return "\n".join(out) + "\n"
+        units.append("\n".join(out))
+    return units
+
+
+def _code_md(block: Block) -> list[str]:
+    """A fenced diff; or, when words are marked, HTML `<pre>` with <del>/<ins> (a fence shows no markup)."""
+    if block.marks:
+        body = [marked_html(block.marks[n]) if n in block.marks else html.escape(line, quote=False)
+                for n, line in enumerate(block.code)]
+        return ["", "<pre>" + "\n".join(body) + "</pre>"]
+    # a fence inside the content would close a ``` block early
+    fence = "```" if not any(line.startswith("```") for line in block.code) else "~~~~"
+    return ["", f"{fence}diff", *block.code, fence]
+
+
+def marked_html(segments: Segments, removed: bool | None = None) -> str:
+    """Segments as HTML: changed words in <del> (a removed line, or `removed`) or <ins>."""
+    if removed is None:
+        removed = bool(segments) and segments[0][0].startswith("-")
+    tag = "del" if removed else "ins"
+    return "".join(f"<{tag}>{html.escape(t, quote=False)}</{tag}>" if changed else html.escape(t, quote=False)
+                   for t, changed in segments)

@@ -10,6 +10,8 @@ Called by `aevolve init` and `aevolve hooks install`; every step is idempotent
 - The drivers themselves live in the repository's own config (`.git/config`):
   git never runs a command named by a cloned file, so each clone opts in by
   running `aevolve init` or `aevolve hooks install`.
+- `notes.displayRef` names the one-line verdicts (`refs/notes/aevolve-log`), so
+  a plain `git log` shows "gate: ACCEPT ..." under each evolution commit.
 - Refspecs, per remote, so a plain `git fetch`/`git push` carries the gate
   notes (`refs/notes/aevolve*`) and aevolve's own refs (`refs/aevolve/*`, the
   observations). A fetch only ever lands in remote-tracking copies
@@ -42,12 +44,16 @@ def aevolve_command() -> str:
 
 
 def driver_config() -> dict[str, str]:
+    from aevolve._git.notes import LOG_REF
+
     cmd = aevolve_command()
     return {
         f"merge.{DRIVER}.name": "aevolve: merge memory JSONL record by record (matched by id)",
         # git shell-quotes the %-placeholders it substitutes
         f"merge.{DRIVER}.driver": f"{cmd} merge-jsonl %O %A %B %P",
         f"diff.{DRIVER}.textconv": f"{cmd} hook textconv-jsonl",
+        # `git log` shows the one-line verdicts; the JSON stays on refs/notes/aevolve
+        "notes.displayRef": LOG_REF,
     }
 
 
@@ -128,7 +134,8 @@ def configured(repo: Repo) -> tuple[dict[str, str | None], dict[str, dict]]:
     """What `setup` would configure, as it stands: each driver key's value, and per
     remote whether every aevolve refspec is there (and which are missing or outdated)."""
     config = repo.config_list(local=True)
-    drivers: dict[str, str | None] = {key: (config.get(key.lower()) or [""])[-1] or None for key in driver_config()}
+    drivers: dict[str, str | None] = {key: (value if value in config.get(key.lower(), []) else None)
+                                      for key, value in driver_config().items()}
     refspecs: dict[str, dict] = {}
     for remote in repo.remotes():
         have = {f"{kind} {spec}" for kind in ("fetch", "push")
@@ -150,8 +157,10 @@ def setup(repo: Repo, *, attributes: bool = True, drivers: bool = True, refspecs
     if drivers:
         for key, value in driver_config().items():
             # keys are case-insensitive in section and name; the driver name is lower-case already
-            if config.get(key.lower()) != [value]:
-                repo.set_config(key, value)
+            have = config.get(key.lower(), [])
+            multi = key == "notes.displayRef"  # multi-valued: keep the user's own display refs
+            if (value not in have) if multi else (have != [value]):
+                repo.set_config(key, value, add=multi)
                 report.config.append(f"{key} = {value}")
     if refspecs:
         for remote in repo.remotes():

@@ -181,7 +181,7 @@ def _refusal(name: str, problems: list[str], failed: int) -> InvalidInput:
 _BATCH_CACHE: dict[str, list[dict]] = {}  # blob id -> records; batches never change
 
 
-def _batches(repo: Repo, commit: str | None) -> list[tuple[str, list[dict]]]:
+def batches(repo: Repo, commit: str | None) -> list[tuple[str, list[dict]]]:
     """(batch name, records) of every batch at `commit`, in name order."""
     if commit is None:
         return []
@@ -200,7 +200,7 @@ def _batches(repo: Repo, commit: str | None) -> list[tuple[str, list[dict]]]:
 
 def _stored(repo: Repo, commit: str | None) -> dict[str, str]:
     """id -> canonical JSON of every stored observation."""
-    return {r["id"]: canonical(r) for _, records in _batches(repo, commit) for r in records}
+    return {r["id"]: canonical(r) for _, records in batches(repo, commit) for r in records}
 
 
 def observe(repo: Repo | str | Path, sources: list, *, attempts: int = 200) -> ObserveResult:
@@ -269,7 +269,7 @@ def load_observations(repo: Repo | str | Path, *, ids=None, failed: bool | None 
     unsuccessful ones, `failed=False` successful ones; `since` a date or date-time.
     """
     repo = repo if isinstance(repo, Repo) else Repo.open(repo)
-    records = [r for _, batch in _batches(repo, repo.ref_target(OBSERVATIONS_REF)) for r in batch]
+    records = [r for _, batch in batches(repo, repo.ref_target(OBSERVATIONS_REF)) for r in batch]
     if ids is not None:
         wanted = list(dict.fromkeys(ids))
         by_id = {r["id"]: r for r in records}

@@ -1,11 +1,22 @@
 """Writing a verdict: redacted (secrets never leave the machine), signed (when a
-signing key is configured), and never rewritten when it says the same again."""
+signing key is configured), and never rewritten when it says the same again.
+
+Each verdict records who gated and when (`gated_by`: git identity, the signing
+key's fingerprint when signed, the time), inside the signed report. The JSON
+note and its one-line rendering on the display ref (`notes.LOG_REF`, what plain
+`git log` shows) move in one ref transaction.
+"""
 
 from __future__ import annotations
 
+import random
+import time
+from datetime import UTC, datetime
+
+from aevolve._errors import AevolveError, RefMoved
 from aevolve._faults import pause
-from aevolve._git.notes import dump_report, read_gate_report
-from aevolve._git.repo import Repo
+from aevolve._git.notes import LOG_REF, add_log_line, dump_report, read_gate_report, verdict_line
+from aevolve._git.repo import NOTES_REF, Repo
 from aevolve._trust.exam import read_config
 from aevolve._trust.secrets import redact_obj, secret_values
 from aevolve._trust.signing import NAMESPACE_VERDICT, allowed_signers_file, signing_key, verify
@@ -28,10 +39,64 @@ def store_report(repo: Repo, report: dict) -> bool:
     existing = read_gate_report(repo, report["candidate"])
     if existing is not None and same_verdict(existing, report) and not _would_sign_better(repo, existing):
         return False
-    data = prepare_report(repo, report)
+    finished = finish_report(repo, report)
     pause("gate-note")
-    repo.write_note(report["candidate"], data)
+    write_verdict(repo, report["candidate"], dump_report(finished), [verdict_line(finished)])
     return True
+
+
+def identity(repo: Repo) -> dict:
+    """Who does this, as recorded in a note: git's identity (GIT_COMMITTER_* first), the
+    fingerprint of the signing key when one is configured, and the time (UTC)."""
+    from aevolve._trust.signing import fingerprint
+
+    sig = repo.signature("committer")
+    who: dict = {"name": sig.name, "email": sig.email}
+    key = signing_key(repo)
+    if key is not None:
+        try:
+            who["key"] = fingerprint(key.path)
+        except (AevolveError, OSError):
+            pass  # signing will say what is wrong with the key
+    who["at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return who
+
+
+def log_commit(repo: Repo, parent: str | None, lines: dict[str, list[str]]) -> str | None:
+    """The display-ref commit on top of `parent` with `lines` added to each commit's note
+    (`parent` itself when every line is there already)."""
+    tip = parent
+    for commit, new in lines.items():
+        old = repo.note_at(tip, commit)
+        data = old or b""
+        for line in new:
+            data = add_log_line(data, line)
+        if data != (old or b""):
+            tip = str(repo.note_commit(commit, data, tip, LOG_REF))
+    return tip
+
+
+def write_verdict(repo: Repo, commit: str, data: bytes, lines: list[str], attempts: int = 50) -> None:
+    """The JSON note of `commit` and its display lines, in one transaction (retried,
+    re-reading both refs, while a parallel writer moves either)."""
+    from aevolve._git.repo import ZERO
+
+    for attempt in range(attempts):
+        txn = repo.begin_transaction()  # opened before reading the refs: see promote._move
+        try:
+            notes_old, log_old = repo.ref_target(NOTES_REF), repo.ref_target(LOG_REF)
+            notes_new = str(repo.note_commit(commit, data, notes_old))
+            log_new = log_commit(repo, log_old, {commit: lines})
+            txn.prepare([(NOTES_REF, notes_new, notes_old or ZERO), (LOG_REF, log_new or ZERO, log_old or ZERO)])
+            txn.commit()
+            return
+        except RefMoved:
+            time.sleep(random.uniform(0.0005, min(0.2, 0.005 * (attempt + 1))))
+        except BaseException:
+            txn.abort()
+            raise
+    raise RefMoved(f"could not write the gate note on {commit[:12]}: {NOTES_REF} kept moving; "
+                   "nothing was written, gate again")
 
 
 def _would_sign_better(repo: Repo, existing: dict) -> bool:
@@ -47,8 +112,15 @@ def _would_sign_better(repo: Repo, existing: dict) -> bool:
 
 def prepare_report(repo: Repo, report: dict) -> bytes:
     """The note's bytes: the report redacted, then signed when a key is configured."""
+    return dump_report(finish_report(repo, report))
+
+
+def finish_report(repo: Repo, report: dict) -> dict:
+    """The report as noted: redacted, `gated_by` recorded (kept when already there), signed."""
     clean = redact_obj(report, secret_values(names=secret_names(repo, report.get("baseline"))))
-    return dump_report(sign_report(repo, clean))
+    if not isinstance(clean.get("gated_by"), dict):
+        clean = {**clean, "gated_by": identity(repo)}
+    return sign_report(repo, clean)
 
 
 def secret_names(repo: Repo, baseline: str | None) -> tuple[str, ...]:

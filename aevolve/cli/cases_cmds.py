@@ -41,8 +41,6 @@ def cases_import_promptfoo_cmd(ctx: click.Context, config: str, output: str, par
     for note in conversion.notes:
         click.echo(f"aevolve: note: {note}", err=True)
     click.echo(f"wrote {len(conversion.cases)} case(s) to {result.path}")
-    if conversion.new_types:
-        click.echo(f"  uses assertion types new to aevolve: {', '.join(sorted(conversion.new_types))}")
     click.echo("  review and commit it: an exam change is a maintainer change and needs approval (docs/gate.md)")
 
 

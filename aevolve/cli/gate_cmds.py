@@ -49,9 +49,12 @@ def _load_reports(paths: tuple[str, ...]) -> list[dict]:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON report to FILE (shards: the file to collect later).")
 @click.option("--promote", is_flag=True, help="If accepted, fast-forward main to the candidate.")
+@click.option("--push", "push", is_flag=False, flag_value="", default=None, metavar="[REMOTE]",
+              help="With --promote: sync with REMOTE first, then publish main, the notes and the branch in one "
+                   "atomic push (as `aevolve promote --push`).")
 @json_option
 @click.pass_context
-def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promote, as_json) -> int:
+def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promote, push, as_json) -> int:
     """Gate BRANCH (default: HEAD) against --base: exit 0 accepted, 100 rejected, 1 error.
 
     Runs every case of the baseline's evals/ on both commits (cached by
@@ -76,6 +79,10 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
         if promote and shard_spec:
             raise UsageError("a shard cannot promote: collect the shards first")
         candidate = args[0] if args else "HEAD"
+        if push is not None:
+            if not promote:
+                raise UsageError("--push publishes a promotion: use it with --promote")
+            return _gate_promote_push(repo, candidate, base, push or None, output, fmt, as_json)
         if promote and _promote_decides(repo, candidate, base):
             report, promoted = _gate_and_promote(repo, candidate, base)
             report = _redacted(repo, report)
@@ -94,6 +101,25 @@ def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promo
         promoted = do_promote(repo, report.candidate if collect else candidate, main=base)
     _show(shown, shown.to_dict(), promoted, fmt, as_json)
     return {"accept": 0, "partial": 0, "reject": 100}.get(report.decision, 1)
+
+
+def _gate_promote_push(repo, candidate: str, base: str, remote: str | None, output, fmt: str, as_json: bool) -> int:
+    """`gate BRANCH --promote --push`: sync, then gate and promote exactly as `promote
+    --push` does (onto the remote's main, rebased when it moved), then publish."""
+    from aevolve._gate.report import GateReport
+    from aevolve._remote.publish import publish_promotion
+    from aevolve.cli.promote_cmds import echo_published
+
+    published = publish_promotion(repo, candidate, remote, main=base)
+    report = _redacted(repo, GateReport.from_dict(published.promotion.report or {}))
+    _write_output(output, report.to_dict())
+    if as_json:
+        echo_json({**report.to_dict(), "published": published.to_dict()})
+        return 0
+    if published.promotion.report:
+        click.echo(report.render(fmt))
+    echo_published(published, candidate)
+    return 0
 
 
 def _redacted(repo, report):

@@ -93,3 +93,35 @@ def _print_unpublished(main, name: str, remote: str) -> None:
         click.echo(f"  {name} only moves to gated commits: keep them on a branch (`git branch evolve/local {name}`), "
                    f"put {name} back on {remote}'s (`git reset --keep {remote}/{name}` with {name} checked out), "
                    "then `aevolve promote evolve/local` rebases and gates them again")
+
+
+@click.command("prune")
+@click.option("--remote", metavar="REMOTE", help="Also delete them on REMOTE (after a sync), in one atomic push.")
+@click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS",
+              help="Also delete ungated or accepted-but-unpromoted branches whose tip is older than DAYS.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--main", "main", default="main", show_default=True, metavar="BRANCH")
+@json_option
+@click.pass_context
+def prune_cmd(ctx: click.Context, remote: str | None, older_than: float | None, dry_run: bool, main: str,
+              as_json: bool):
+    """Delete evolution branches already in main or rejected by their gate note.
+
+    Notes stay, so `aevolve log` keeps the history. Never deletes an ungated or
+    accepted-but-unpromoted branch unless older than --older-than, nor a
+    checked-out one.
+    """
+    from aevolve._remote.prune import prune
+
+    result = prune(open_repo(ctx), remote=remote, older_than=older_than, dry_run=dry_run, main=main)
+    if as_json:
+        echo_json(result.to_dict())
+        return 0
+    verb = "would delete" if dry_run else "deleted"
+    for item in result.deleted:
+        click.echo(f"{verb} {item.ref.removeprefix('refs/heads/')} ({item.tip[:12]}, {item.why})")
+    for item in result.kept:
+        click.echo(f"kept {item.ref.removeprefix('refs/heads/')} ({item.tip[:12]}, {item.why})")
+    if not result.deleted:
+        click.echo("nothing to prune")
+    return 0

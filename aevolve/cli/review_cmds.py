@@ -13,9 +13,10 @@ from aevolve.cli.common import echo_json, is_tty, json_option, open_repo
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
               help="Output layout.")
 @click.option("--stat", is_flag=True, help="Only counts per layer.")
+@click.option("--full", is_flag=True, help="Whole values and every memory record (not cut at 160 characters).")
 @json_option
 @click.pass_context
-def diff_cmd(ctx, a, b, fmt, stat, as_json) -> None:
+def diff_cmd(ctx, a, b, fmt, stat, full, as_json) -> None:
     """Show what changed between two states, layer by layer.
 
     A defaults to main. B defaults to the working tree when the checkout has
@@ -33,7 +34,21 @@ def diff_cmd(ctx, a, b, fmt, stat, as_json) -> None:
     a, b = default_sides(repo, a, b)
     result = semantic_diff(repo, a, b)
     fmt = "json" if as_json else fmt
-    click.echo(result.render(fmt, stat=stat, color=fmt == "text" and is_tty()), nl=False)
+    color = fmt == "text" and is_tty()
+    click.echo(result.render(fmt, stat=stat, full=full, paint=_paint if color else None), nl=False)
+
+
+# the kinds aevolve._review.render paints; "+!" / "-!" are the changed words of a long line
+_STYLES: dict[str, dict] = {"+": {"fg": "green"}, "-": {"fg": "red"}, "@": {"fg": "cyan"}, "~": {"fg": "yellow"},
+                            "bold": {"bold": True}, "alarm": {"fg": "red", "bold": True},
+                            "+!": {"fg": "black", "bg": "green"}, "-!": {"fg": "black", "bg": "red"}}
+
+
+def _paint(text: str, kind: str) -> str:
+    """Colours through cli.common.style, so the terminal filter keeps them (raw escapes it would show)."""
+    from aevolve.cli.common import style
+
+    return style(text, **_STYLES[kind]) if kind in _STYLES and text else text
 
 
 @click.command("review")
@@ -41,13 +56,18 @@ def diff_cmd(ctx, a, b, fmt, stat, as_json) -> None:
 @click.option("--base", default="main", show_default=True, help="The branch the pull request targets.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="Write the Markdown body to FILE (for `gh pr create --body-file FILE`).")
+@click.option("--full", is_flag=True, help="Whole memory records and outputs, not cut.")
 @json_option
 @click.pass_context
-def review_cmd(ctx, branch, base, output, as_json) -> None:
-    """Print the pull-request body for BRANCH: rationale, evidence, semantic diff, gate results."""
+def review_cmd(ctx, branch, base, output, full, as_json) -> None:
+    """Print the pull-request body for BRANCH: rationale, evidence, semantic diff, gate results.
+
+    Flips first (regressions, fixes, still failing) with both outputs side by side; the
+    body stays within GitHub's 65,536-character limit and says what it left out.
+    """
     from aevolve._review.review import build_review
 
-    result = build_review(open_repo(ctx), branch, base)
+    result = build_review(open_repo(ctx), branch, base, full=full)
     if as_json:
         import json
 

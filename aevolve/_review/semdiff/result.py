@@ -223,8 +223,10 @@ class SemanticDiff:
             "structured": [s.to_dict() for s in self.structured],
         }
 
-    def render(self, format: str = "text", stat: bool = False, color: bool = False) -> str:
-        """format: text | markdown | json; stat: counts per layer only; color: ANSI (text only)."""
+    def render(self, format: str = "text", stat: bool = False, color: bool = False, full: bool = False,
+               paint=None) -> str:
+        """format: text | markdown | json; stat: counts per layer only; color: ANSI (text only);
+        full: whole values and every record; paint: (text, kind) -> text, a terminal's own colours."""
         from aevolve._review.render import render  # imported late: render builds on this module
 
-        return render(self, format, stat, color)
+        return render(self, format, stat, color, full, paint)

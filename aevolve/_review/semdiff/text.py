@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 
+from aevolve._gate.report import Segments, word_diff  # noqa: F401  (re-exported: render marks words)
 from aevolve._git.repo import LINK
 from aevolve._review.semdiff.result import FileChange
 from aevolve._review.semdiff.sources import decode
@@ -54,3 +55,4 @@ def unified(a: str, b: str, path: str, has_a: bool = True, has_b: bool = True,
         fromfile=f"a/{old_path or path}" if has_a else "/dev/null",
         tofile=f"b/{path}" if has_b else "/dev/null", lineterm="", n=3,
     ))
+
