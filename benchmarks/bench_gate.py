@@ -132,6 +132,42 @@ def bench_regate(tmp: Path, cases: int) -> list[tuple]:
              f"{again:.3f} s", f"{first / again:.0f}x faster", f"{again_runs} runner starts (target 0)")]
 
 
+def bench_cases_per_file(tmp: Path, sizes: list[int]) -> tuple[list[tuple], list[tuple]]:
+    """`aevolve gate` (whole process) with N cases in one file, then again with every
+    run cached, beside the runner started N times directly and `git cat-file` of the file.
+    Returns the summary row and the two scaling tables (print_scaling's arguments)."""
+    from aevolve._git.repo import Repo
+
+    first, cached, direct, plain = [], [], [], []
+    for n in sizes:
+        state, _ = make_repo(tmp / f"cases-{n}", n, 0.0)
+        repo = Repo.open(state)
+        cand = same_tree(repo)
+        repo.create_ref("refs/heads/evolve/same", cand)
+        argv = [sys.executable, "-m", "aevolve", "gate", "evolve/same", "--jobs", "2", "--json"]
+        for out in (first, cached):
+            t0 = time.perf_counter()
+            proc = subprocess.run(argv, cwd=state, capture_output=True)
+            out.append(time.perf_counter() - t0)
+            if proc.returncode not in (0, 100):
+                raise SystemExit(f"gate failed: {proc.stderr.decode()[-2000:]}")
+        runner = json.loads((state / "aevolve.yaml").read_text().split("runner: ")[1].split("\n")[0])
+        t0 = time.perf_counter()
+        for i in range(n):
+            subprocess.run(runner, input=json.dumps({"q": f"answer-{i}"}).encode(), capture_output=True,
+                           env={**os.environ, "AEVOLVE_CASE_ID": f"case-{i}"}, check=True)
+        direct.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run(["git", "cat-file", "-p", "main:evals/suite.yaml"], cwd=state, capture_output=True, check=True)
+        plain.append(time.perf_counter() - t0)
+    return [
+        ("cases in one file: aevolve gate (jobs=2, one run per case) vs the runner started directly (serial)",
+         "cases", sizes, first, "runner x N", direct),
+        ("cases in one file: re-gate with every run cached vs git cat-file of the file",
+         "cases", sizes, cached, "git cat-file", plain),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a quick run with few cases")
@@ -141,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         rows = bench_overhead(Path(tmp), cases) + bench_parallel(Path(tmp), par_cases, jobs_list, sleep) \
             + bench_regate(Path(tmp), cases)
+        scaling = bench_cases_per_file(Path(tmp), [4, 8, 16] if args.small else [10, 100, 1_000])
         from aevolve._gate.materialize import remove
 
         for folder in Path(tmp).glob("*/state/.git/aevolve/trees"):
@@ -149,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    from bench_state import print_scaling
+
+    for table in scaling:
+        print_scaling(*table)
     return 0
 
 

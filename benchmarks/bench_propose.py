@@ -113,6 +113,58 @@ def time_api(root: Path) -> float:
     return elapsed
 
 
+def add_branches(root: Path, count: int) -> None:
+    """`count` rejected evolve/* branches on main (one commit each, a gate note each), one fast-import."""
+    main = git(root, "rev-parse", "main")
+    stream: list[str] = []
+    for i in range(count):
+        message, line = f"evolve(memory): old idea {i}\n", json.dumps({"id": f"idea-{i}", "content": f"idea {i}"})
+        stream += [f"commit refs/heads/evolve/old-{i:05d}", f"mark :{i + 1}",
+                   f"committer Bench <b@example.com> {1_700_000_001 + i} +0000",
+                   f"data {len(message)}", message, f"from {main}",
+                   f"M 100644 inline memory/ideas-{i:05d}.jsonl", f"data {len(line) + 1}", line]
+    note = json.dumps({"version": 1, "decision": "reject", "reasons": ["1 case(s) regressed: a"], "cases": []})
+    stream += ["commit refs/notes/aevolve", "committer Bench <b@example.com> 1800000000 +0000", "data 6", "notes"]
+    if git(root, "for-each-ref", "refs/notes/aevolve"):
+        stream.append("from refs/notes/aevolve^0")
+    for i in range(count):
+        stream += [f"N inline :{i + 1}", f"data {len(note) + 1}", note]
+    proc = subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input="\n".join(stream) + "\n",
+                          text=True, capture_output=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+
+
+def time_cli_keeping_branches(root: Path) -> float:
+    """One `aevolve propose` process; only the branch it made is deleted afterwards."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "aevolve", "propose", "--evolver", "rules", "--json"], cwd=root,
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    doc = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    if not doc.get("branch"):
+        raise SystemExit(f"propose failed: {proc.stderr or proc.stdout}")
+    git(root, "update-ref", "-d", f"refs/heads/{doc['branch']}")
+    return elapsed
+
+
+def bench_branches(tmp: Path, sizes: list[int], repeats: int, skills: int = 200) -> None:
+    """propose (whole process) with N rejected evolve/* branches present, beside git plumbing."""
+    from bench_state import print_scaling
+
+    ours, plumbing = [], []
+    for size in sizes:
+        root = tmp / f"branches-{size}"
+        build_state(root, skills)
+        records = observations(root)
+        add_branches(root, size)
+        index = tmp / f"branches-{size}.index"
+        plumbing.append(statistics.median([time_git_plumbing(root, records, index) for _ in range(repeats)]))
+        ours.append(statistics.median([time_cli_keeping_branches(root) for _ in range(repeats)]))
+    print_scaling(f"propose with N rejected evolve/* branches (median of {repeats})", "branches", sizes, ours,
+                  "git plumbing", plumbing)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="200 skills, 2 repeats (a smoke run)")
@@ -137,12 +189,14 @@ def main() -> None:
             ("aevolve propose (process)", [time_cli(root) for _ in range(repeats)]),
             ("propose() API (warm)", [time_api(root) for _ in range(repeats + 1)][1:]),
         ]
-    base = statistics.median(rows[0][1])
-    print(f"{'operation':<28} {'median ms':>10} {'vs git':>8}")
-    print("-" * 48)
-    for name, times in rows:
-        median = statistics.median(times)
-        print(f"{name:<28} {median * 1000:>10.1f} {median / base:>7.2f}x")
+        base = statistics.median(rows[0][1])
+        print(f"{'operation':<28} {'median ms':>10} {'vs git':>8}")
+        print("-" * 48)
+        for name, times in rows:
+            median = statistics.median(times)
+            print(f"{name:<28} {median * 1000:>10.1f} {median / base:>7.2f}x")
+        bench_branches(Path(tmp), [10, 20, 40] if args.small else [300, 1_000, 3_000], 1 if args.small else 3,
+                       min(skills, 200))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,33 @@ def median(times: list[float]) -> float:
     return statistics.median(times)
 
 
+# -- scaling: every benchmark measures at three or more sizes and fits an exponent -------
+SCALING_TARGET = 1.1  # time ~ size^k: k <= 1.1 is linear within noise
+
+
+def exponent(sizes: list[float], seconds: list[float]) -> float:
+    """The least-squares slope of log(time) against log(size): 1 is linear, 2 quadratic."""
+    import math
+
+    xs, ys = [math.log(s) for s in sizes], [math.log(max(t, 1e-6)) for t in seconds]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def print_scaling(title: str, unit: str, sizes: list[int], ours: list[float], base_name: str,
+                  base: list[float]) -> float:
+    """One scaling table: seconds at each size for ours and the baseline, and each exponent.
+    Returns our exponent."""
+    k_ours, k_base = exponent(sizes, ours), exponent(sizes, base)
+    print(title)
+    print(f"{unit:>12} {'ours s':>9} {base_name + ' s':>22} {'ratio':>7}")
+    for size, t_ours, t_base in zip(sizes, ours, base, strict=True):
+        print(f"{size:>12,} {t_ours:>9.3f} {t_base:>22.3f} {t_ours / max(t_base, 1e-9):>6.1f}x")
+    verdict = "met" if k_ours <= SCALING_TARGET else "MISSED"
+    print(f"{'exponent':>12} {k_ours:>9.2f} {k_base:>22.2f}   (target <= {SCALING_TARGET}: {verdict})")
+    return k_ours
+
+
 def aevolve_argv() -> list[str]:
     """The installed console script (no shell shim in between), else `python -m aevolve`."""
     script = Path(sys.executable).parent / "aevolve"
@@ -200,6 +227,31 @@ def measure(root: Path, runs: int) -> list[tuple]:
     return rows
 
 
+def measure_scaling(base: Path, sizes: list[int], runs: int) -> None:
+    """validate (cold, and warm after one skill changed) and `git status` at each number of skills."""
+    av = aevolve_argv()
+    cold, warm, status = [], [], []
+    for skills in sizes:
+        root = base / f"scale-{skills}"
+        build_state(root, skills, 1_000)
+        times = []
+        for _ in range(runs):
+            shutil.rmtree(root / ".git" / "aevolve", ignore_errors=True)
+            times.append(run([*av, "validate"], root))
+        cold.append(median(times))
+        target, times, git_times = root / CHANGED_SKILL.replace("00042", "00007"), [], []
+        for n in range(runs * 2):
+            target.write_bytes(skill_text(7, f" (edit {n % 2})"))
+            times.append(run([*av, "validate"], root))
+            git_times.append(run(["git", "status", "--porcelain"], root))
+        warm.append(median(times))
+        status.append(median(git_times))
+        shutil.rmtree(root, ignore_errors=True)
+    print_scaling("validate, cold cache, by number of skills", "skills", sizes, cold, "git status", status)
+    print_scaling("validate, one skill changed (warm cache), by number of skills", "skills", sizes, warm,
+                  "git status", status)
+
+
 def print_table(rows: list[tuple], skills: int, lines: int, runs: int, help_time: float) -> None:
     print(f"\nsynthetic state: {skills:,} skills, {lines:,}-line memory file; median of {runs}-{runs * 3} runs "
           f"(whole processes, wall time)\n")
@@ -221,6 +273,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=None, help="runs per measurement (default 3; 1 with --small)")
     parser.add_argument("--workdir", type=Path, default=None, help="build the repository here (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the built repository")
+    parser.add_argument("--scaling", type=int, nargs="+", help="numbers of skills for the scaling tables")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling tables")
     args = parser.parse_args()
     skills = args.skills or (200 if args.small else 10_000)
     lines = args.lines or (5_000 if args.small else 200_000)
@@ -240,6 +294,8 @@ def main() -> int:
         print(f"built {root} in {time.perf_counter() - start:.1f} s")
         rows = measure(root, runs)
         print_table(rows, skills, lines, runs, next(r[2] for r in rows if r[1] == "aevolve --help"))
+        if not args.no_scaling:
+            measure_scaling(base, args.scaling or ([100, 200, 400] if args.small else [1_000, 10_000, 50_000]), runs)
     finally:
         if args.keep:
             print(f"kept {root}")

@@ -54,6 +54,16 @@ def test_prompt_change_is_a_unified_diff(repo):
     assert not d.skills and not d.memory and not d.structured
 
 
+def test_a_very_long_line_is_cut_on_display_and_shown_whole_with_full(repo):
+    long_line = "x" * 5000
+    commit_branch(repo, "evolve/long", {"prompts/system.md": f"{long_line}\n"})
+    cut = run_cli("diff", "main", "evolve/long", cwd=repo)
+    whole = run_cli("diff", "main", "evolve/long", "--full", cwd=repo)
+    assert cut.returncode == whole.returncode == 0, cut.stderr + whole.stderr
+    assert "… (4,001 more characters)" in cut.stdout and long_line not in cut.stdout
+    assert long_line in whole.stdout
+
+
 def test_skill_front_matter_changes_are_listed_apart_from_the_body(repo):
     text = skill("refund-policy", "Refunds, returns and store credit.", "# Refund policy\nReturns within 30 days.\n",
                  license="MIT")
@@ -95,6 +105,23 @@ def test_skill_moved_unchanged_is_a_rename_with_full_similarity(repo):
     commit_branch(repo, "evolve/r", {"skills/returns/SKILL.md": same}, delete=("skills/refund-policy",))
     [s] = diff_of(repo, "evolve/r").skills
     assert (s.status, s.old_name, s.similarity, s.fields, s.body_diff) == ("renamed", "refund-policy", 1.0, [], [])
+
+
+TEMPLATE = "".join(f"Step {n}: check the order, the invoice and the shipping window.\n" for n in range(12))
+
+
+def test_many_renames_of_template_skills_each_pair_with_their_own_new_folder(repo):
+    # 30 x 30 pairs: past the every-pair limit, so the candidate prefilter chooses
+    old = {f"skills/t-{i:02d}/SKILL.md": skill(f"t-{i:02d}", "d", f"Only topic {i * 37} here.\n" + TEMPLATE)
+           for i in range(30)}
+    commit_branch(repo, "evolve/seed", old)
+    git(repo, "merge", "-q", "--ff-only", "evolve/seed")
+    moved = {f"skills/moved-{i:02d}/SKILL.md": skill(f"moved-{i:02d}", "d", f"Only topic {i * 37} here.\n"
+                                                     + TEMPLATE.replace("Step 3:", f"Step 3 ({i}):"))
+             for i in range(30)}
+    commit_branch(repo, "evolve/mv", moved, delete=tuple(f"skills/t-{i:02d}" for i in range(30)))
+    renames = {s.old_name: s.name for s in diff_of(repo, "evolve/mv").skills if s.status == "renamed"}
+    assert renames == {f"t-{i:02d}": f"moved-{i:02d}" for i in range(30)}
 
 
 def test_unrelated_skills_are_added_and_removed_not_renamed(repo):
@@ -288,6 +315,8 @@ def test_benchmark_small_prints_a_table():
     rows = {line.split("  ")[0].strip(): line for line in lines[2:]}
     assert {"git diff A B", "aevolve diff A B", "aevolve diff --stat A B"} <= set(rows)
     assert rows["git diff A B"].split()[-2] == "1.00x"
+    exponents = [line for line in lines if line.split()[:1] == ["exponent"]]
+    assert len(exponents) == 2 and all("target <= 1.1" in line for line in exponents)  # records, renames
 
 
 def test_colour_codes_only_when_asked(repo):

@@ -149,3 +149,15 @@ def test_rollback_with_nothing_to_restore_says_so_and_exits_zero(state_repo, cli
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("nothing to restore:")
     assert git(state_repo, "for-each-ref") == refs_before
+
+
+def test_log_reads_gate_notes_from_a_flat_notes_tree_too(state_repo):
+    repo, c = history(state_repo)
+    # rewrite the notes tree flat, the layout older aevolve wrote
+    notes = repo.ref_target("refs/notes/aevolve")
+    files = {f.path.replace("/", ""): repo.blob(f.oid) for f in repo.list_files(repo.tree(notes))}
+    flat = repo.commit(repo.build_tree(None, files), [notes], "flat\n")
+    repo.update_ref("refs/notes/aevolve", flat, notes)
+    entries = {e.commit: e for e in log(repo, all=True)}
+    assert entries[c["c2"]].score == "1.000 (+0.250)"
+    assert entries[c["c3"]].status == "rejected" and entries[c["c4"]].status == "ungated"

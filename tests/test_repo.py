@@ -49,6 +49,16 @@ def test_read_returns_none_for_missing_paths_and_folders(state_repo):
     assert repo.read(tree, "skills") is None
 
 
+def test_blob_reads_a_big_loose_blob_and_a_small_one_exactly(state_repo):
+    import random
+
+    repo = Repo.open(state_repo)
+    big = random.Random(3).randbytes(3 << 20)  # incompressible: its loose file passes the threshold
+    oids = [repo.git.create_blob(data) for data in (big, b"small\n", b"")]
+    assert [repo.blob(oid) for oid in oids] == [big, b"small\n", b""]
+    assert repo.blob(str(oids[0])) == big
+
+
 def test_walk_lists_every_file_with_its_blob_id(state_repo):
     repo = Repo.open(state_repo)
     files = {f.path: f.oid for f in repo.walk(repo.tree("main"))}
@@ -221,6 +231,42 @@ def test_write_note_respects_notes_written_by_git_with_fanout(state_repo):
     repo.write_note(other, b"from aevolve\n")
     assert git(state_repo, "notes", "--ref", "aevolve", "show", head) == "from git"
     assert git(state_repo, "notes", "--ref", "aevolve", "show", other) == "from aevolve"
+
+
+def test_write_note_puts_the_note_at_the_two_level_fanout_path(state_repo):
+    repo = Repo.open(state_repo)
+    head = repo.ref_target(MAIN)
+    notes_commit = repo.write_note(head, b"fanned\n")
+    assert git(state_repo, "ls-tree", "-r", "--name-only", notes_commit) == f"{head[:2]}/{head[2:]}"
+    assert git(state_repo, "notes", "--ref", "aevolve", "show", head) == "fanned"
+
+
+def test_write_note_replaces_a_flat_note_instead_of_keeping_two(state_repo):
+    repo = Repo.open(state_repo)
+    head = repo.ref_target(MAIN)
+    flat_tree = repo.build_tree(None, {head: b"old flat\n"})
+    repo.update_ref("refs/notes/aevolve", repo.commit(flat_tree, [], "flat notes\n"), None)
+    assert repo.read_note(head) == b"old flat\n"  # an older flat layout still reads
+    notes_commit = repo.write_note(head, b"new\n")
+    assert git(state_repo, "ls-tree", "-r", "--name-only", notes_commit) == f"{head[:2]}/{head[2:]}"
+    assert repo.note_at(notes_commit, head) == b"new\n"
+
+
+def test_reader_notes_of_many_commits_reads_flat_and_fanned_notes(state_repo):
+    from aevolve._git.reader import GitReader
+
+    repo = Repo.open(state_repo)
+    head = repo.ref_target(MAIN)
+    commits = [str(repo.commit(repo.tree(head).id, [head], f"c{i}\n")) for i in range(20)]
+    flat = repo.commit(repo.build_tree(None, {commits[0]: b"flat\n"}), [], "flat notes\n")
+    repo.update_ref("refs/notes/aevolve", flat, None)
+    for commit in commits[1:10]:
+        repo.write_note(commit, f"n {commit}\n".encode())
+    with GitReader(repo) as reader:
+        notes = reader.notes_of(repo.ref_target("refs/notes/aevolve"), commits)
+    assert notes[commits[0]] == b"flat\n"
+    assert all(notes[c] == f"n {c}\n".encode() for c in commits[1:10])
+    assert all(notes[c] is None for c in commits[10:])
 
 
 NOTE_WRITER = textwrap.dedent("""

@@ -304,6 +304,72 @@ def test_no_cache_rechecks_everything(state_repo):
     assert doc["from_cache"] == 0
 
 
+MEMORY = "memory/episodic.jsonl"
+PREFIX = '{"id": "m-1", "content": "a"}\n{"id": "m-2", "content": \n{"id": "m-3", "content": "c"}\n'
+
+
+def parsed_texts(monkeypatch) -> list[str]:
+    """Every memory text the validator parses, recorded."""
+    import aevolve._state.validate as validate_module
+
+    seen: list[str] = []
+    real = validate_module.iter_jsonl
+
+    def recording(text):
+        seen.append(text)
+        return real(text)
+
+    monkeypatch.setattr(validate_module, "iter_jsonl", recording)
+    return seen
+
+
+def memory_problems(state_repo) -> list[tuple[int | None, str]]:
+    from aevolve._state.validate import validate
+
+    report = validate(Repo.open(state_repo))
+    return [(p.line, p.message.split(":")[0]) for p in report.problems if p.path == MEMORY]
+
+
+def test_an_append_to_a_memory_file_parses_only_the_new_records_and_keeps_line_numbers(state_repo, monkeypatch):
+    write(state_repo, {MEMORY: PREFIX})
+    assert memory_problems(state_repo) == [(2, "broken JSON")]
+    appended = '{"id": "m-4", "content": "d"}\n{"id": "m-4", "content": "e"}\nnot json\n'
+    write(state_repo, {MEMORY: PREFIX + appended})
+    texts = parsed_texts(monkeypatch)
+    assert memory_problems(state_repo) == [(2, "broken JSON"), (5, "duplicate id 'm-4' (first on line 4)"),
+                                           (6, "broken JSON")]
+    assert texts == [appended]
+
+
+def test_an_appended_record_repeating_an_earlier_id_is_still_a_duplicate(state_repo):
+    write(state_repo, {MEMORY: PREFIX})
+    memory_problems(state_repo)
+    write(state_repo, {MEMORY: PREFIX + '{"id": "m-3", "content": "again"}\n'})
+    assert memory_problems(state_repo) == [(2, "broken JSON"), (4, "duplicate id 'm-3' (first on line 3)")]
+
+
+def test_many_appended_records_are_checked_for_duplicates_of_earlier_ids_too(state_repo, monkeypatch):
+    write(state_repo, {MEMORY: PREFIX})
+    memory_problems(state_repo)
+    fresh = "".join(f'{{"id": "n-{i}", "content": "x"}}\n' for i in range(20))
+    write(state_repo, {MEMORY: PREFIX + fresh})
+    texts = parsed_texts(monkeypatch)
+    assert memory_problems(state_repo) == [(2, "broken JSON")]
+    assert texts == [fresh]  # 20 new ids, none seen before: only the appended records were parsed
+    write(state_repo, {MEMORY: PREFIX + fresh + fresh.replace("n-", "k-").replace("k-19", "m-1")})
+    assert memory_problems(state_repo) == [(2, "broken JSON"), (43, "duplicate id 'm-1' (first on line 1)")]
+
+
+def test_a_memory_file_changed_before_its_end_is_checked_whole(state_repo, monkeypatch):
+    write(state_repo, {MEMORY: PREFIX})
+    memory_problems(state_repo)
+    changed = PREFIX.replace('"content": \n', '"content": "b"}\n') + "not json\n"
+    write(state_repo, {MEMORY: changed})
+    texts = parsed_texts(monkeypatch)
+    assert memory_problems(state_repo) == [(4, "broken JSON")]  # line 2 was fixed: the whole file was read
+    assert texts == [changed]
+
+
 # -- the fast path agrees with jsonschema -------------------------------------------------------
 
 FRONT_MATTERS = [
@@ -329,6 +395,30 @@ def test_fast_schema_path_gives_exactly_what_jsonschema_gives():
         assert schemas.check_fast("skill-frontmatter", doc) == schemas.check("skill-frontmatter", doc), doc
     for doc in MEMORY_LINES:
         assert schemas.check_fast("memory-entry", doc) == schemas.check("memory-entry", doc), doc
+
+
+PROPOSAL = {"title": "learn", "diagnosis": "d", "change": "c", "expected_effect": "e",
+            "edits": [{"op": "write", "path": "prompts/a.md", "content": "x"}]}
+PROPOSALS = [
+    PROPOSAL, {**PROPOSAL, "layer": "memory", "evidence": ["o-1", "o-2"]}, {**PROPOSAL, "title": "ab\n"},
+    {**PROPOSAL, "title": "a\nb"}, {**PROPOSAL, "title": "ab"}, {**PROPOSAL, "layer": "Mem"},
+    {**PROPOSAL, "layer": None},
+    {**PROPOSAL, "evidence": ["o", "o"]}, {**PROPOSAL, "evidence": [""]}, {**PROPOSAL, "extra": 1},
+    {**PROPOSAL, "edits": []}, {**PROPOSAL, "edits": [{"op": "write", "path": "p"}]},
+    {**PROPOSAL, "edits": [{"op": "delete", "path": "p"}, {"op": "append-jsonl", "path": "m.jsonl", "records": [{}]}]},
+    {**PROPOSAL, "edits": [{"op": "append-jsonl", "path": "m.jsonl", "records": []}]},
+    {**PROPOSAL, "edits": [{"op": "move", "path": "p"}]}, {**PROPOSAL, "edits": [{"op": "delete", "path": ""}]},
+    {**PROPOSAL, "edits": [{"op": "delete", "path": "p", "x": 1}]},
+    {k: v for k, v in PROPOSAL.items() if k != "change"},
+    {**PROPOSAL, "diagnosis": "d" * 8001}, [PROPOSAL],
+]
+
+
+def test_fast_proposal_check_gives_exactly_what_jsonschema_gives():
+    from aevolve._state import schemas
+
+    for doc in PROPOSALS:
+        assert schemas.check_fast("proposal", doc) == schemas.check("proposal", doc), doc
 
 
 def test_a_problem_shows_a_path_with_control_characters_escaped():

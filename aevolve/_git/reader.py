@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from aevolve._errors import GitCommandFailed
 from aevolve._git.repo import ZERO, Repo, note_paths, pipes
 
+_HEX = frozenset("0123456789abcdef")
+
 
 @dataclass(frozen=True)
 class CommitInfo:
@@ -166,6 +168,25 @@ class GitReader:
         names = [f"{n}:{p}" for n in notes_commits if n and n != ZERO for p in note_paths(commit)]
         return next((data for data in self.cat(names) if data is not None), None)
 
+    def notes_index(self, notes_commit: str | None) -> dict[str, str]:
+        """Annotated commit -> blob id of its note, from one listing of the notes tree
+        (flat, fanned out or mixed); cached with the tree's listing."""
+        if not notes_commit or notes_commit == ZERO:
+            return {}
+        index: dict[str, str] = {}
+        for path, oid in self.files(notes_commit).items():
+            name = path.replace("/", "")
+            if len(name) in (40, 64) and all(c in _HEX for c in name):
+                index.setdefault(name, oid)
+        return index
+
     def notes_of(self, notes_commit: str | None, commits: list[str]) -> dict[str, bytes | None]:
-        """The note of each commit in one notes commit (None where it has none)."""
-        return {c: self.note([notes_commit], c) for c in commits}
+        """The note of each commit in one notes commit (None where it has none): the
+        notes tree is listed once and the notes read in one batch, so asking for
+        10,000 commits costs one `ls-tree` and one pass of `cat-file`."""
+        if len(commits) <= 16:  # a few lookups cost less than listing every note
+            return {c: self.note([notes_commit], c) for c in commits}
+        index = self.notes_index(notes_commit)
+        wanted = [c for c in commits if c in index]
+        found = dict(zip(wanted, self.cat([index[c] for c in wanted]), strict=True))
+        return {c: found.get(c) for c in commits}

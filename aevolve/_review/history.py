@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aevolve._errors import InvalidInput
-from aevolve._git.notes import read_gate_report
-from aevolve._git.repo import Repo
+from aevolve._git.notes import parse_report
+from aevolve._git.reader import GitReader
+from aevolve._git.repo import NOTES_REF, Repo
 from aevolve._propose.rationale import parse
-from aevolve._review.review import gate_summary
+from aevolve._review.review import summarize_report
 
 EVOLVE_PREFIX = "refs/heads/evolve/"
 
@@ -54,7 +55,7 @@ class LogEntry:
                 "evidence_count": len(self.evidence), "gate": self.gate}
 
 
-def _entry(repo: Repo, commit, status: str, branch: str | None = None) -> LogEntry:
+def _entry(repo: Repo, commit, status: str, note: bytes | None, branch: str | None = None) -> LogEntry:
     message = commit.message or ""
     rationale = parse(message)
     when = datetime.fromtimestamp(commit.commit_time, UTC).astimezone()
@@ -68,9 +69,9 @@ def _entry(repo: Repo, commit, status: str, branch: str | None = None) -> LogEnt
         entry.evolver = rationale.evolver or None
         entry.proposal_id = rationale.proposal_id or None
         entry.evidence = rationale.evidence
-    report = read_gate_report(repo, str(commit.id))
+    report = parse_report(note)
     if report is not None:
-        g = gate_summary(repo, str(commit.id), report.get("baseline") or "")
+        g = summarize_report(report, report.get("baseline") or "")
         entry.gate = {k: g[k] for k in ("decision", "candidate_pass_rate", "baseline_pass_rate", "delta",
                                         "reasons", "baseline")}
     return entry
@@ -79,21 +80,28 @@ def _entry(repo: Repo, commit, status: str, branch: str | None = None) -> LogEnt
 def log(repo: Repo, all: bool = False, n: int | None = None, base: str = "main") -> list[LogEntry]:
     """main's history newest first; `all` adds evolve/* tips that never reached main."""
     main = repo.try_resolve(base)
-    entries: list[LogEntry] = []
+    picked: list[tuple] = []  # (commit, status, branch)
     if main is not None:
         for commit in repo.commits(str(main.id), by_time=True):
-            entries.append(_entry(repo, commit, "main"))
-            if n is not None and not all and len(entries) >= n:
+            picked.append((commit, "main", None))
+            if n is not None and not all and len(picked) >= n:
                 break
     if all:
         for ref, target in sorted(repo.refs(EVOLVE_PREFIX).items()):
             if main is not None and repo.is_ancestor(target, str(main.id)):
                 continue  # promoted: already in main's history
-            entry = _entry(repo, repo.resolve(target), "ungated", branch=ref.removeprefix("refs/heads/"))
-            if entry.gate is not None:
-                entry.status = {"reject": "rejected", "accept": "accepted", "partial": "partial"}.get(
-                    entry.gate["decision"], entry.gate["decision"])
-            entries.append(entry)
+            picked.append((repo.resolve(target), "ungated", ref.removeprefix("refs/heads/")))
+    # every note in one pass over the notes tree, not one tree lookup per commit
+    with GitReader(repo) as reader:
+        notes = reader.notes_of(repo.ref_target(NOTES_REF), [str(c.id) for c, _, _ in picked])
+    entries: list[LogEntry] = []
+    for commit, status, branch in picked:
+        entry = _entry(repo, commit, status, notes[str(commit.id)], branch)
+        if branch is not None and entry.gate is not None:
+            entry.status = {"reject": "rejected", "accept": "accepted", "partial": "partial"}.get(
+                entry.gate["decision"], entry.gate["decision"])
+        entries.append(entry)
+    if all:
         entries.sort(key=lambda e: -e.timestamp)  # stable: main's topological order survives ties
     return entries[:n] if n is not None else entries
 

@@ -28,6 +28,7 @@ from aevolve._review.semdiff.text import Segments, word_diff
 FOLD_LINES = 25  # markdown: blocks longer than this fold into <details>
 SHOW_RECORDS = 200  # text/markdown: records shown per kind before "... and N more"
 VALUE_LIMIT = 160  # characters of a value shown (without --full)
+LINE_LIMIT = 1000  # characters of one diff line shown (without --full): a minified blob stays readable
 WORD_DIFF_MIN = 40  # a changed string this long shows its changed words, not just two lines
 
 Paint = Callable[[str, str], str]  # (text, kind) -> text; kinds: + - @ ~ bold alarm, +! -! (changed words)
@@ -125,27 +126,32 @@ def _records(kind: str, records: list[RecordChange], full: bool = False,
     return out
 
 
-def _hunks(diff: list[str]) -> list[str]:
-    """A unified diff without its ---/+++ header: the block's heading names the file."""
-    return [line for line in diff if not line.startswith(("--- ", "+++ "))]
+def _hunks(diff: list[str], full: bool = False) -> list[str]:
+    """A unified diff without its ---/+++ header (the block's heading names the file), each
+    line cut at LINE_LIMIT characters unless `full`."""
+    lines = [line for line in diff if not line.startswith(("--- ", "+++ "))]
+    if full:
+        return lines
+    return [line if len(line) <= LINE_LIMIT else f"{line[:LINE_LIMIT]} … ({len(line) - LINE_LIMIT:,} more characters)"
+            for line in lines]
 
 
-def _file_block(f: FileChange) -> Block:
+def _file_block(f: FileChange, full: bool = False) -> Block:
     counts = f" +{f.additions} -{f.deletions}" if f.diff else ""
     block = Block(f.layer, f"{f.path} ({f.status}{counts})", protected=f.protected)
     if f.note:
         block.lines.append(f.note)
-    block.code = _hunks(f.diff)
+    block.code = _hunks(f.diff, full)
     return block
 
 
 def blocks(diff: SemanticDiff, full: bool = False) -> list[Block]:
     """The diff as display blocks, protected changes first, then by layer."""
     out: list[Block] = [_structured_block(s) for s in diff.structured]
-    out += [_file_block(f) for f in diff.files if f.protected]
-    out += [_skill_block(s) for s in diff.skills]
+    out += [_file_block(f, full) for f in diff.files if f.protected]
+    out += [_skill_block(s, full) for s in diff.skills]
     out += [_memory_block(m, full) for m in diff.memory]
-    out += [_file_block(f) for f in diff.files if not f.protected]
+    out += [_file_block(f, full) for f in diff.files if not f.protected]
     return sorted(out, key=lambda b: (not b.protected, *layer_key(b.layer)))
 
 
@@ -165,7 +171,7 @@ def _structured_block(s: StructuredChange) -> Block:
     return block
 
 
-def _skill_block(s: SkillChange) -> Block:
+def _skill_block(s: SkillChange, full: bool = False) -> Block:
     title = {"renamed": f"skill {s.old_name} -> {s.name} (renamed, {round((s.similarity or 0) * 100)}% similar)"}.get(
         s.status, f"skill {s.name} ({s.status})")
     block = Block("skills", title)
@@ -176,12 +182,12 @@ def _skill_block(s: SkillChange) -> Block:
     if s.fields:
         block.code += ["  front matter:"] + _field_lines(s.fields, "    ")
     if s.body_diff:
-        block.code += ["  body:"] + _hunks(s.body_diff)
+        block.code += ["  body:"] + _hunks(s.body_diff, full)
     for f in s.files:
         rel = f.path.split("/", 2)[-1]
         note = f" ({f.note})" if f.note else ""
         block.code.append(f"  {rel}: {f.status}{note}")
-        block.code += _hunks(f.diff)
+        block.code += _hunks(f.diff, full)
     return block
 
 

@@ -196,9 +196,13 @@ def readable(value, limit: int = SHORT) -> str:
 
 def gate_summary(repo: Repo, commit: str, main_commit: str) -> dict:
     """The gate note on `commit` as a reviewer needs it; status absent / current / stale."""
+    return summarize_report(read_gate_report(repo, commit), main_commit)
+
+
+def summarize_report(report: dict | None, main_commit: str) -> dict:
+    """A gate report (already read) as a reviewer needs it; status absent / current / stale."""
     from aevolve._gate.report import clean_cases, flip_groups
 
-    report = read_gate_report(repo, commit)
     if report is None:
         return {"status": "absent"}
     cases = clean_cases(report.get("cases"))

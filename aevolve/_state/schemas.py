@@ -141,11 +141,51 @@ def _quick_skill_frontmatter(value) -> list[SchemaIssue] | None:
     return warnings
 
 
-_QUICK = {"memory-entry": _quick_memory_entry, "skill-frontmatter": _quick_skill_frontmatter}
+_EDIT_OPS = {"write": "content", "delete": None, "append-jsonl": "records"}  # op -> the key it requires
+
+
+def _quick_proposal(value) -> list[SchemaIssue] | None:
+    """[] for a plainly valid proposal (every propose checks one: importing jsonschema
+    costs a command ~60 ms), None for anything else."""
+    rules, required = _flat_rules("proposal")
+    if not isinstance(value, dict) or not required <= value.keys() or not value.keys() <= rules.keys():
+        return None
+    for key, item in value.items():
+        rule = rules[key]
+        if isinstance(rule, tuple):
+            low, high, pattern = rule
+            if not isinstance(item, str) or len(item) < low or (high is not None and len(item) > high) \
+                    or (pattern and not pattern.search(item)):
+                return None
+    evidence = value.get("evidence", [])
+    if not isinstance(evidence, list) or not all(isinstance(e, str) and e for e in evidence) \
+            or len(set(evidence)) != len(evidence):
+        return None
+    edits = value["edits"]
+    if not isinstance(edits, list) or not edits or not all(_plain_edit(e) for e in edits):
+        return None
+    return []
+
+
+def _plain_edit(edit) -> bool:
+    if not isinstance(edit, dict) or not edit.keys() <= {"op", "path", "content", "records"}:
+        return False
+    op, path = edit.get("op"), edit.get("path")
+    if not isinstance(op, str) or op not in _EDIT_OPS or not isinstance(path, str) or not 1 <= len(path) <= 400:
+        return False
+    if _EDIT_OPS[op] is not None and _EDIT_OPS[op] not in edit:
+        return False
+    records = edit.get("records", [{}])
+    return isinstance(edit.get("content", ""), str) and isinstance(records, list) and bool(records) \
+        and all(isinstance(r, dict) for r in records)
+
+
+_QUICK = {"memory-entry": _quick_memory_entry, "skill-frontmatter": _quick_skill_frontmatter,
+          "proposal": _quick_proposal}
 
 
 def errors(name: str, instance) -> list[SchemaIssue]:
-    return [i for i in check(name, instance) if i.severity == "error"]
+    return [i for i in check_fast(name, instance) if i.severity == "error"]
 
 
 def listing(issues: list[SchemaIssue]) -> str:

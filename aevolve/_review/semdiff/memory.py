@@ -49,6 +49,7 @@ def _differing_lines(la: list[bytes], lb: list[bytes]) -> tuple[list[bytes], lis
 
 def _parse_lines(raw_lines: list[bytes], all_lines: list[bytes], side: str, change: MemoryChange) -> dict:
     out: dict[str, dict] = {}
+    where: dict[bytes, int] | None = None  # line -> its first number, built on the first broken line
     for raw in raw_lines:
         if not raw.strip():
             continue
@@ -60,7 +61,11 @@ def _parse_lines(raw_lines: list[bytes], all_lines: list[bytes], side: str, chan
         except json.JSONDecodeError as exc:
             problem = f"broken JSON: {exc.msg}"
         if problem:
-            change.invalid.append({"side": side, "line": all_lines.index(raw) + 1, "error": problem,
+            if where is None:
+                where = {}
+                for number, line in enumerate(all_lines, 1):
+                    where.setdefault(line, number)
+            change.invalid.append({"side": side, "line": where[raw], "error": problem,
                                    "text": raw.decode("utf-8", "replace")[:200]})
             continue
         key = record_key(value)
