@@ -73,6 +73,10 @@ class TreeFile:
     mode: int
 
 
+# origin URLs of the hosts whose commit pages we know how to link
+_WEB_REMOTE = re.compile(r"^(?:https://|ssh://git@|git@)(?P<host>github\.com|gitlab\.com)[:/]"
+                         r"(?P<path>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+)/?$")
+
 class Repo:
     """A git repository (bare or not) that holds an agent's state.
 
@@ -242,6 +246,14 @@ class Repo:
         """A git config value as this repository sees it (local, global, -c), or None."""
         proc = self.run_git(["config", "--get", key], check=False)
         return proc.stdout.rstrip("\n") if proc.returncode == 0 else None
+
+    def web_url(self) -> tuple[str, str] | None:
+        """(`https://<host>/<owner>/<repo>`, host) when origin is on GitHub or GitLab, else
+        None: where a review or a report may link commits and files."""
+        match = _WEB_REMOTE.match(self.config_value("remote.origin.url") or "")
+        if match is None:
+            return None
+        return f"https://{match['host']}/{match['path'].removesuffix('.git')}", match["host"]
 
     def config_list(self, *, local: bool = False) -> dict[str, list[str]]:
         """Every config value git sees here (only .git/config with `local`), in one

@@ -4,7 +4,6 @@ that did not reach main (from the notes, and with --all from evolve/* branches).
 from __future__ import annotations
 
 import itertools
-import re
 from datetime import UTC, datetime
 
 from aevolve._errors import UsageError
@@ -189,15 +188,9 @@ def _notes(report: Report, ignored: int, outside: int) -> list[str]:
     return out
 
 
-_REMOTE = re.compile(r"^(?:https://|ssh://git@|git@)(?P<host>github\.com|gitlab\.com)[:/]"
-                     r"(?P<path>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+)/?$")
-
-
 def commit_url(repo: Repo) -> str | None:
     """`https://<host>/<owner>/<repo>/commit/` when origin is on GitHub or GitLab, else None."""
-    url = repo.config_value("remote.origin.url")
-    match = _REMOTE.match(url or "")
-    if match is None:
+    web = repo.web_url()
+    if web is None:
         return None
-    sep = "/-/commit/" if match["host"] == "gitlab.com" else "/commit/"
-    return f"https://{match['host']}/{match['path'].removesuffix('.git')}{sep}"
+    return web[0] + ("/-/commit/" if web[1] == "gitlab.com" else "/commit/")

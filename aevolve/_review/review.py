@@ -116,13 +116,8 @@ def review(repo: Repo, branch: str, base: str = "main", full: bool = False) -> s
 
 def _web(repo: Repo) -> tuple[str | None, bool]:
     """(https://<host>/<owner>/<repo>, is GitLab) when origin is on a known host, else (None, False)."""
-    from aevolve._report.history import commit_url
-
-    url = commit_url(repo)
-    if url is None:
-        return None, False
-    gitlab = url.endswith("/-/commit/")
-    return url.removesuffix("/-/commit/" if gitlab else "/commit/"), gitlab
+    web = repo.web_url()
+    return (web[0], web[1] == "gitlab.com") if web else (None, False)
 
 
 def commit_link(r: Review, sha: str) -> str:
