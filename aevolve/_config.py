@@ -55,7 +55,7 @@ DEFAULTS: dict = {
     },
     "gc": {
         "keep_trees": 32,
-        "max_cache_rows": 20_000,
+        "max_cache_rows": 5_000,
         "max_age_days": 30,
     },
     "hooks": {
@@ -165,7 +165,7 @@ observe:
 
 gc:
   keep_trees: 32                # materialized gate trees kept in .git/aevolve/trees (newest first)
-  max_cache_rows: 20000         # gate results kept in .git/aevolve/cache.sqlite
+  max_cache_rows: 5000          # gate results kept in .git/aevolve/cache.sqlite (about 700 bytes each)
   max_age_days: 30              # trees and cached results unused this long are pruned
 
 hooks:

@@ -21,6 +21,40 @@ def test_bench_state_small_prints_a_table(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the synthetic repository is removed afterwards
 
 
+def scaling_tables(stdout: str) -> list[tuple[str, float, float]]:
+    """(title, our exponent, the baseline's) of each scaling table a benchmark printed."""
+    lines = stdout.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.split()[:1] == ["exponent"]:
+            title = next(lines[j] for j in range(i - 1, -1, -1) if lines[j] and not lines[j][0].isspace())
+            out.append((title, float(line.split()[1]), float(line.split()[2])))
+    return out
+
+
+def test_bench_state_small_prints_scaling_tables_by_number_of_skills(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH), "--small", "--workdir", str(tmp_path), "--scaling", "20", "40",
+                           "80"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert [t for t, _, _ in scaling_tables(proc.stdout)] == [
+        "validate, cold cache, by number of skills", "validate, one skill changed (warm cache), by number of skills"]
+    assert "target <= 1.1" in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+LOG = BENCH.with_name("bench_log.py")
+
+
+def test_bench_log_small_prints_a_scaling_table_beside_git_log():
+    proc = subprocess.run([sys.executable, str(LOG), "--small"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    titles = [title for title, _, _ in scaling_tables(proc.stdout)]
+    assert [t.split(" (")[1].split(",")[0] for t in titles] == ["wall", "CPU"]
+    assert all(t.startswith("aevolve log --json over N evolution commits") for t in titles)
+    rows = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert rows == ["100", "200", "400"] * 2
+
+
 SOAK = BENCH.with_name("bench_soak.py")
 
 
@@ -32,10 +66,15 @@ def test_bench_soak_small_runs_promoting_cycles_and_prints_time_and_sizes(tmp_pa
     assert "5 promoted, 0 rejected" in lines[0]
     header = next(i for i, line in enumerate(lines) if line.startswith("measure"))
     assert lines[header].split()[-1] == "end/start"
-    rows = [line.split("  ")[0].strip() for line in lines[header + 2:]]
+    rows = [line.strip().split("  ")[0] for line in lines[header + 2:]]
     assert rows[0].startswith("seconds per cycle") and rows[1:] == [
-        ".git size", ".git/aevolve size", "loose objects", "materialized trees"]
-    assert all(line.rstrip().endswith("x") for line in lines[header + 2:])
+        "CPU seconds per cycle", ".git size", ".git without aevolve/", "same history, git gc'd mirror",
+        "ours / mirror", ".git/aevolve size", "state (git archive main)",
+        "ours / state", "trees / (trees x state)", "cache.sqlite", "cache bytes per cached run", "loose objects",
+        "packs", "materialized trees", "cached runs"]
+    assert all(line.rstrip().endswith(("x", "-")) for line in lines[header + 2:])  # "-": none at the start
+    for ratio_row in (lines[header + 7], lines[header + 10]):  # ours / mirror, ours / state: a ratio per checkpoint
+        assert all(float(cell.removesuffix("x")) > 0 for cell in ratio_row.split()[-4:])
     assert list(tmp_path.iterdir()) == []  # the soaked repository is removed afterwards
 
 

@@ -266,7 +266,7 @@ def test_limits_come_from_mains_aevolve_yaml_and_bad_values_keep_the_defaults(re
     write(repo.workdir, {"aevolve.yaml": "version: 1\ngc:\n  keep_trees: 3\n  max_cache_rows: -1\n"
                                          "  max_age_days: .nan\n"})
     git(repo.workdir, "commit", "-qam", "gc limits")
-    assert gc.limits(repo) == gc.Limits(3, 20000, 30.0)
+    assert gc.limits(repo) == gc.Limits(3, 5000, 30.0)
 
 
 def test_gc_command_prints_what_it_removed_and_json(repo):
@@ -301,7 +301,80 @@ def plant_loose(path, n: int) -> None:
             n -= 1
 
 
-def test_git_is_asked_to_gc_only_when_it_could_do_something(repo):
-    assert not gc.git_may_gc(repo)
-    plant_loose(repo.workdir, 2)
-    assert gc.git_may_gc(repo)
+def test_git_is_asked_below_the_limits_only_when_its_sample_folder_has_work(repo):
+    assert gc.pack_commands(repo) == []
+    plant_loose(repo.workdir, 2)  # objects/17: a low gc.auto of the user's may apply
+    assert gc.pack_commands(repo) == [gc.GC_AUTO]
+
+
+def test_a_few_packs_start_no_git_after_a_command(repo):
+    for i in range(2):
+        plant_objects(repo.workdir, 3, tag=str(i))
+        git(repo.workdir, "repack", "-d", "-l", "-q")
+    assert gc.pack_commands(repo) == []
+
+
+def test_packs_marked_keep_are_not_counted_towards_the_pack_limit(repo):
+    for i in range(gc.PACK_LIMIT + 1):
+        plant_objects(repo.workdir, 3, tag=str(i))
+        git(repo.workdir, "repack", "-d", "-l", "-q")
+    for pack in (repo.common_dir / "objects" / "pack").glob("*.pack"):
+        pack.with_suffix(".keep").write_text("")
+    assert gc.pack_commands(repo) == []
+
+
+# -- packing git's objects sooner than git's own gc.auto -----------------------------
+
+def plant_objects(path, n: int, tag: str = "x") -> None:
+    """`n` loose blobs, reachable from refs/planted/<tag> (git packs only reachable objects)."""
+    folder = path.parent / f"blobs-{tag}"
+    folder.mkdir()
+    for i in range(n):
+        (folder / str(i)).write_text(f"blob {tag} {i}\n")
+    ids = subprocess.run(["git", "hash-object", "-w", "--stdin-paths"], cwd=path, check=True, capture_output=True,
+                         input="".join(f"{folder / str(i)}\n" for i in range(n)).encode()).stdout.split()
+    listing = "".join(f"100644 blob {oid.decode()}\t{i}\n" for i, oid in enumerate(ids))
+    tree = subprocess.run(["git", "mktree"], cwd=path, check=True, capture_output=True, input=listing.encode())
+    commit = git(path, "commit-tree", "-m", f"planted {tag}", tree.stdout.decode().strip())
+    git(path, "update-ref", f"refs/planted/{tag}", commit)
+
+
+def counts(path) -> dict[str, int]:
+    out = git(path, "count-objects", "-v")
+    return {k: int(v) for k, v in (line.split(": ") for line in out.splitlines()) if k in ("count", "packs")}
+
+
+def test_the_upkeep_packs_loose_objects_once_the_limit_piled_up(repo):
+    plant_objects(repo.workdir, 3 * gc.LOOSE_LIMIT)
+    gc.maintain(repo)
+    assert counts(repo.workdir) == {"count": 0, "packs": 1}
+
+
+def test_fewer_loose_objects_than_the_limit_stay_loose(repo):
+    before = counts(repo.workdir)["count"]
+    plant_objects(repo.workdir, gc.LOOSE_LIMIT // 4)
+    gc.maintain(repo)
+    assert counts(repo.workdir)["count"] == before + gc.LOOSE_LIMIT // 4 + 2  # and a tree and a commit
+
+
+def test_a_gc_auto_the_user_set_is_left_to_git(repo):
+    git(repo.workdir, "config", "gc.auto", "0")  # automatic packing off
+    plant_objects(repo.workdir, 3 * gc.LOOSE_LIMIT)
+    gc.maintain(repo)
+    assert counts(repo.workdir)["packs"] == 0
+
+
+def test_aevolve_gc_packs_every_loose_object(repo):
+    plant_objects(repo.workdir, 5)
+    result = gc.collect(repo, limits())
+    assert result.loose_before >= 5 + 2 and result.loose_after == 0
+    assert counts(repo.workdir)["packs"] == 1
+
+
+def test_aevolve_gc_merges_packs_past_the_pack_limit(repo):
+    for i in range(gc.PACK_LIMIT + 1):
+        plant_objects(repo.workdir, 3, tag=str(i))
+        git(repo.workdir, "repack", "-d", "-l", "-q")
+    assert counts(repo.workdir)["packs"] == gc.PACK_LIMIT + 1
+    gc.collect(repo, limits())
+    assert counts(repo.workdir) == {"count": 0, "packs": 1}

@@ -286,3 +286,111 @@ def test_a_crashing_evolvers_message_is_reported_without_secret_values(state_rep
         propose(state_repo, evolver=Crashing())
 
     assert "could not log in with [REDACTED]" in str(error.value)
+
+
+# -- duplicates by tree id, and a teammate's branches ------------------------------------
+
+
+def test_a_duplicate_under_the_lock_is_found_by_the_candidates_tree_id(state_repo):
+    from aevolve._propose.run import _already_proposed
+
+    first = propose(state_repo, evolver=Scripted(make()))
+    tree, base = git(state_repo, "rev-parse", f"{first.branch}^{{tree}}"), git(state_repo, "rev-parse", "main")
+    assert _already_proposed(Repo.open(state_repo), base, {}, tree) == first.branch  # no diff is computed
+
+
+def test_the_same_tree_on_another_base_is_not_a_duplicate(state_repo):
+    from aevolve._propose.run import _already_proposed
+
+    first = propose(state_repo, evolver=Scripted(make()))
+    git(state_repo, "commit", "-q", "--allow-empty", "--no-verify", "-m", "main moves on")
+    tree, base = git(state_repo, "rev-parse", f"{first.branch}^{{tree}}"), git(state_repo, "rev-parse", "main")
+    assert _already_proposed(Repo.open(state_repo), base, {}, tree) is None
+    assert propose(state_repo, evolver=Scripted(make())).branch not in (None, first.branch)
+
+
+def test_an_accepting_note_is_left_out_of_the_history_and_a_rejecting_one_kept(state_repo):
+    from aevolve._propose.run import rejected_history
+
+    repo = Repo.open(state_repo)
+    accepted = propose(state_repo, evolver=Scripted(make()))
+    rejected = propose(state_repo, evolver=Scripted(make(Edit("write", "prompts/extra.md", content="x\n"))))
+    for result, decision in ((accepted, "accept"), (rejected, "reject")):
+        write_gate_report(repo, {"candidate": result.commit, "decision": decision, "reasons": [decision],
+                                 "cases": [{"output": '{"decision": "accept"}'}]})  # a quoted one is only text
+    assert [h["branch"] for h in rejected_history(repo)] == [rejected.branch]
+
+
+@pytest.fixture
+def teammates(tmp_path):
+    """(alice, bob): two clones of one bare origin, on the same main."""
+    from conftest import make_state_repo
+
+    source = make_state_repo(tmp_path / "state")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(origin))
+    for name in ("alice", "bob"):
+        git(tmp_path, "clone", "-q", str(origin), str(tmp_path / name))
+    return tmp_path / "alice", tmp_path / "bob"
+
+
+def _rejected_and_pushed(clone) -> str:
+    """A proposal gated as rejected in `clone`, pushed with its note; the branch."""
+    from conftest import verdict_for
+
+    repo = Repo.open(clone)
+    result = propose(repo, evolver=Scripted(make()))
+    write_gate_report(repo, verdict_for(repo, result.commit, "reject", reasons=["greeting broke refunds"]))
+    git(clone, "push", "-q", "origin", result.branch, "refs/notes/aevolve")
+    return result.branch
+
+
+def test_a_teammates_rejected_proposal_fetched_by_sync_is_not_proposed_again(teammates):
+    alice, bob = teammates
+    branch = _rejected_and_pushed(bob)
+    assert run_cli("-C", alice, "sync").returncode == 0
+    again = propose(alice, evolver=Scripted(make()))
+    assert again.nothing_to_do and again.reason == f"the same change is already proposed on origin/{branch}"
+    assert branches(alice) == []
+
+
+def test_a_teammates_rejected_proposal_is_in_the_history_the_evolver_gets(teammates):
+    alice, bob = teammates
+    branch = _rejected_and_pushed(bob)
+    assert run_cli("-C", alice, "sync").returncode == 0
+    scripted = Scripted(make(Edit("write", "prompts/extra.md", content="x\n")))
+    propose(alice, evolver=scripted)
+    assert [(h["branch"], h["reasons"]) for h in scripted.seen.history] == [
+        (f"origin/{branch}", ["greeting broke refunds"])]
+
+
+def test_a_note_only_in_the_fetched_tracking_copy_counts_in_the_history(teammates):
+    from aevolve._propose.run import rejected_history
+
+    alice, bob = teammates
+    branch = _rejected_and_pushed(bob)
+    git(alice, "fetch", "-q", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+        "+refs/notes/aevolve:refs/notes/remotes/origin/aevolve")  # what a fetch copies, with no merge
+    assert git(alice, "for-each-ref", "refs/notes/aevolve") == ""
+    assert [h["branch"] for h in rejected_history(Repo.open(alice))] == [f"origin/{branch}"]
+
+
+def test_the_rules_evolver_knows_a_lesson_whose_id_is_spelled_with_escapes(state_repo, tmp_path):
+    from aevolve._propose.evolvers.rules import lesson_for
+
+    obs = {"id": "obs-1", "task": "q", "output": "wrong", "feedback": {"success": False, "expected": "30 days"},
+           "ts": "2025-01-01T00:00:00Z"}
+    (tmp_path / "o.jsonl").write_text(json.dumps(obs) + "\n")
+    aevolve.observe(state_repo, [tmp_path / "o.jsonl"])
+    escaped = json.dumps(lesson_for(obs)).replace('"lesson-', '"\\u006cesson-')  # the same id, not the same text
+    (state_repo / "memory" / "lessons.jsonl").write_text(escaped + "\n")
+    git(state_repo, "add", "-A")
+    git(state_repo, "commit", "-q", "--no-verify", "-m", "a lesson written by another tool")
+    result = propose(state_repo, evolver="rules")
+    assert result.nothing_to_do and "already lessons in memory" in result.reason
+
+
+def test_a_fetched_evolve_ref_naming_no_commit_is_skipped(state_repo):
+    blob = git(state_repo, "rev-parse", "main:prompts/system.md")
+    git(state_repo, "update-ref", "refs/remotes/origin/evolve/odd", blob)
+    assert propose(state_repo, evolver=Scripted(make())).branch is not None

@@ -31,6 +31,8 @@ from aevolve._state.model import State
 from aevolve._trust.secrets import redact, secret_values, secret_variables
 
 BRANCH_PREFIX = "refs/heads/evolve/"
+REMOTE_BRANCHES = "refs/remotes/"  # a teammate's evolve/* branches, as a fetch copied them
+NOTES_TRACKING = "refs/notes/remotes/"  # the notes a fetch copied (gitsetup.tracking_ref)
 HISTORY_LIMIT = 10
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -85,26 +87,80 @@ def slugify(text: str, limit: int = 40) -> str:
 
 
 def rejected_history(repo: Repo, limit: int = HISTORY_LIMIT) -> list[dict]:
-    """Gate reports of rejected evolve/* branch tips, newest first.
+    """Gate reports of rejected evolution branch tips, newest first: local evolve/*
+    branches and the remote-tracking copies a fetch brought (`refs/remotes/<remote>/evolve/*`),
+    with the notes of refs/notes/aevolve and their tracking copies (the local note wins).
 
-    Each entry is the report itself plus `branch`, `commit` and `title`.
+    Each entry is the report itself plus `branch` (`evolve/...`, or `origin/evolve/...`
+    for a teammate's), `commit` and `title`. Each notes tree is read once; a note that
+    says accept is recognised without parsing it (`_may_reject`).
     """
-    from aevolve._git.notes import read_gate_report
+    from aevolve._git.notes import parse_report
     from aevolve._propose.rationale import parse
 
-    found = []
-    for name, target in repo.refs(BRANCH_PREFIX).items():
-        report = read_gate_report(repo, target)
+    notes = _note_blobs(repo)
+    found, seen = [], set()
+    for name, target in _evolution_branches(repo):
+        if target in seen:
+            continue  # a local branch and its remote-tracking copy: listed once, as the local one
+        seen.add(target)
+        blob = notes.get(target)
+        data = repo.blob(blob) if blob else None
+        report = parse_report(data) if data is not None and _may_reject(data) else None
         if report is None or report.get("decision") == "accept":
             continue
-        commit = repo.resolve(target)
+        commit = repo.try_resolve(target)
+        if commit is None:
+            continue
         rationale = parse(commit.message)
         found.append((commit.commit_time, name, {
-            **report, "branch": name.removeprefix("refs/heads/"), "commit": target,
+            **report, "branch": _branch_name(name), "commit": target,
             "title": rationale.title if rationale else commit.message.splitlines()[0],
         }))
     found.sort(key=lambda item: (-item[0], item[1]))
     return [entry for _, _, entry in found[:limit]]
+
+
+_ACCEPT = re.compile(rb'"decision"\s*:\s*"accept"')
+
+
+def _may_reject(note: bytes) -> bool:
+    """False when `note` holds `"decision"` once, as `"decision": "accept"`: its report is
+    then an acceptance (or no report), so the history skips it without parsing ~5 KB of
+    JSON per branch. Inside a JSON string a quote is escaped, so the pattern can only be a
+    key and its value; anything else (two decisions, a rejection, not JSON) is parsed."""
+    return note.count(b'"decision"') != 1 or _ACCEPT.search(note) is None
+
+
+def _evolution_branches(repo: Repo) -> list[tuple[str, str]]:
+    """(ref, tip) of every evolution branch: the local ones first, then the remote-tracking
+    copies (`refs/remotes/<remote>/evolve/*`), each group by name."""
+    remote = [(name, tip) for name, tip in repo.refs(REMOTE_BRANCHES).items()
+              if name.count("/") >= 4 and name.split("/", 3)[3].startswith("evolve/")]
+    return sorted(repo.refs(BRANCH_PREFIX).items()) + sorted(remote)
+
+
+def _branch_name(ref: str) -> str:
+    """`evolve/...` for a local branch, `origin/evolve/...` for a remote-tracking one."""
+    return ref.removeprefix("refs/heads/").removeprefix("refs/remotes/")
+
+
+def _note_blobs(repo: Repo) -> dict[str, str]:
+    """Annotated commit -> note blob id, over refs/notes/aevolve and then its tracking
+    copies `refs/notes/remotes/<remote>/aevolve` (an earlier ref wins): one walk of each
+    notes tree instead of one note lookup per branch."""
+    from aevolve._git.repo import NOTES_REF
+
+    tips = [repo.ref_target(NOTES_REF)]
+    tips += [tip for name, tip in sorted(repo.refs(NOTES_TRACKING).items())
+             if name.count("/") == 4 and name.endswith("/aevolve")]
+    out: dict[str, str] = {}
+    for tip in tips:
+        if tip is None:
+            continue
+        for entry in repo.walk(repo.tree(tip)):
+            out.setdefault(entry.path.replace("/", ""), entry.oid)  # fanned out or flat: the commit's id
+    return out
 
 
 def default_evolver(repo: Repo, base: str = "main") -> str:
@@ -294,7 +350,7 @@ def commit_proposal(
         pause("objects")
         # Decided together under the lock: eight proposes of one change open one branch.
         with repo.lock("propose"):
-            same = _already_proposed(repo, base_commit, checked.changes)
+            same = _already_proposed(repo, base_commit, checked.changes, str(tree))
             if same:
                 return _duplicate(same, proposal, dry_run, base_commit, summary)
             try:
@@ -326,26 +382,44 @@ def _redacted_rationale(proposal: Proposal, config: dict) -> Proposal:
     )
 
 
-def _already_proposed(repo: Repo, base_commit: str, changes: dict[str, bytes | None]) -> str | None:
-    """An evolve/* branch whose single commit on `base_commit` makes exactly these changes."""
+def _already_proposed(repo: Repo, base_commit: str, changes: dict[str, bytes | None],
+                      tree: str | None = None) -> str | None:
+    """An evolution branch, local or a remote's tracking copy, whose single commit on
+    `base_commit` makes exactly these changes: the same tree when the candidate's `tree`
+    is known, else the same diff (before anything is written: a dry run writes nothing).
+    Reads each branch tip's commit once; only tips on the same base are compared."""
+    same_base = []
+    for name, _target in _evolution_branches(repo):
+        commit = repo.try_resolve(name)  # by full name: no ambiguity check (3 ref lookups); None: no commit
+        if commit is not None and len(commit.parent_ids) == 1 and str(commit.parent_ids[0]) == base_commit:
+            same_base.append((name, commit))
+    if not same_base:
+        return None
+    if tree is not None:
+        return next((_branch_name(name) for name, commit in same_base if str(commit.tree_id) == str(tree)), None)
+    wanted = _blob_ids(changes)
+    base_tree = repo.tree(base_commit)
+    return next((_branch_name(name) for name, commit in same_base
+                 if _changed_blobs(base_tree, commit.tree) == wanted), None)
+
+
+def _blob_ids(changes: dict[str, bytes | None]) -> dict[str, str | None]:
     import pygit2
 
-    wanted = {p: (str(pygit2.hash(d)) if d is not None else None) for p, d in changes.items()}
-    base_tree = repo.tree(base_commit)
-    for name, target in sorted(repo.refs(BRANCH_PREFIX).items()):
-        commit = repo.resolve(target)
-        if [str(p) for p in commit.parent_ids] != [base_commit]:
-            continue
-        diff = base_tree.diff_to_tree(commit.tree)
-        got: dict[str, str | None] = {}
-        for delta in diff.deltas:
-            if delta.status == pygit2.enums.DeltaStatus.DELETED:
-                got[delta.old_file.path] = None
-            else:
-                got[delta.new_file.path] = str(delta.new_file.id)
-        if got == wanted:
-            return name.removeprefix("refs/heads/")
-    return None
+    return {p: (str(pygit2.hash(d)) if d is not None else None) for p, d in changes.items()}
+
+
+def _changed_blobs(base_tree, tree) -> dict[str, str | None]:
+    """Path -> new blob id (None: deleted) of every file that differs between two trees."""
+    import pygit2
+
+    got: dict[str, str | None] = {}
+    for delta in base_tree.diff_to_tree(tree).deltas:
+        if delta.status == pygit2.enums.DeltaStatus.DELETED:
+            got[delta.old_file.path] = None
+        else:
+            got[delta.new_file.path] = str(delta.new_file.id)
+    return got
 
 
 def _summary(state: State, proposal: Proposal, checked: PolicyResult) -> list[str]:

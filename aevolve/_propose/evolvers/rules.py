@@ -80,15 +80,23 @@ def signatures(obs: dict) -> list[str]:
     return list(dict.fromkeys(sigs))
 
 
-def _known_memory_ids(ctx: EvolveContext) -> set[str]:
-    ids = set()
+def _known_memory_ids(ctx: EvolveContext, wanted: set[str]) -> set[str]:
+    """Which of the ids in `wanted` a memory record already carries. A file is parsed
+    only when one of them, or a `\\u` escape that could spell one, appears in its text:
+    memory grows by a lesson per cycle, and parsing all of it each time made every
+    proposal slower than the last."""
+    ids: set[str] = set()
+    if not wanted:
+        return ids
     for path in ctx.state.memory_files():
         try:
             text = ctx.state.text(path)
         except FileError:
             continue
+        if "\\u" not in text and not any(w in text for w in wanted):
+            continue
         for _, value in iter_jsonl(text):
-            if isinstance(value, dict) and isinstance(value.get("id"), str):
+            if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"] in wanted:
                 ids.add(value["id"])
     return ids
 
@@ -117,9 +125,9 @@ class RulesEvolver:
 
         lessons = []
         if want_memory:
-            known = _known_memory_ids(ctx)
-            for obs in guided:
-                record = lesson_for(obs)
+            records = [(obs, lesson_for(obs)) for obs in guided]
+            known = _known_memory_ids(ctx, {r["id"] for _, r in records})
+            for obs, record in records:
                 if record["id"] not in known:
                     known.add(record["id"])
                     lessons.append((obs, record))
