@@ -8,8 +8,6 @@ user turn in it is also ingested as an observation (see `letta_history`).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,17 +70,9 @@ def import_letta(agent_file: str | Path, folder: str | Path | None = None) -> Le
 def _ingest(root: Path, records: list[dict]) -> tuple[int, int]:
     """Observations go through `aevolve observe`'s own code (schema, limits, dedup)."""
     from aevolve._git.repo import Repo
-    from aevolve._state.jsonl import dump_jsonl_record
-    from aevolve._state.observations import observe
+    from aevolve._state.observations import observe_records
 
-    repo = Repo.open(root)
-    handle, name = tempfile.mkstemp(prefix="letta-history-", suffix=".jsonl", dir=repo.git_dir)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.writelines(dump_jsonl_record(r) + "\n" for r in records)
-        done = observe(repo, [name])
-    finally:
-        os.unlink(name)
+    done = observe_records(Repo.open(root), records)
     return done.added, done.duplicates
 
 

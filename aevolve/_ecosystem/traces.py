@@ -10,10 +10,8 @@ nothing the second time.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -144,15 +142,8 @@ def _refusal(fmt: str, problems: list[str]) -> InvalidInput:
 
 def _observe(repo, records: list[dict], result: TraceIngest) -> None:
     """Through `observe` itself: its schema check, limits and deduplication."""
-    from aevolve._state.jsonl import dump_jsonl_record
-    from aevolve._state.observations import observe
+    from aevolve._state.observations import observe_records
 
-    handle, path = tempfile.mkstemp(prefix="traces-", suffix=".jsonl", dir=repo.git_dir)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.writelines(dump_jsonl_record(r) + "\n" for r in records)
-        done = observe(repo, [path])
-    finally:
-        os.unlink(path)
+    done = observe_records(repo, records)
     result.added, result.duplicates, result.conflicts = done.added, done.duplicates, done.conflicts
     result.ids, result.commit = done.ids, done.commit

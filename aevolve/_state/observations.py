@@ -252,6 +252,23 @@ def observe(repo: Repo | str | Path, sources: list, *, attempts: int = 200) -> O
 # -- querying ------------------------------------------------------------------------
 
 
+def observe_records(repo: Repo, records: list[dict]) -> ObserveResult:
+    """Ingest records converted from another format (Letta messages, traces) through
+    `observe` itself: the same schema check, limits and deduplication as a file."""
+    import os
+    import tempfile
+
+    from aevolve._state.jsonl import dump_jsonl_record
+
+    handle, path = tempfile.mkstemp(prefix="observe-", suffix=".jsonl", dir=repo.git_dir)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.writelines(dump_jsonl_record(r) + "\n" for r in records)
+        return observe(repo, [path])
+    finally:
+        os.unlink(path)
+
+
 def parse_when(value: str) -> datetime:
     """A date (`2024-05-01`) or an RFC 3339 date-time, as an aware UTC datetime."""
     text = str(value).strip()

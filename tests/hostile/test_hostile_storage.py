@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_gc import plant_loose
 
 from conftest import git, run_cli, wait_until
 from gate_support import GateRepo, cases_yaml
@@ -268,19 +269,6 @@ def test_a_writing_command_prunes_trees_and_rows_once_past_twice_the_limit(tmp_p
     assert tree_names(g) <= {str(g.repo.tree("main").id), str(g.repo.tree("evolve/x").id)}
     assert len(tree_names(g)) == 1  # the gate's own trees were the most recently used
     assert cache_rows(g) == 1
-
-
-def plant_loose(path: Path, n: int) -> None:
-    """`n` loose objects whose ids start with 17: the folder git samples to estimate
-    its loose objects (builtin/gc.c), so `gc --auto` with a low gc.auto has work."""
-    i = 0
-    while n:
-        data = f"filler {i}\n".encode()
-        i += 1
-        if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith("17"):
-            subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=path, input=data, check=True,
-                           capture_output=True)
-            n -= 1
 
 
 def count_objects(path: Path) -> dict[str, int]:
