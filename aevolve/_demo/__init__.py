@@ -136,7 +136,7 @@ def run_demo(path: str | Path | None = None, echo: Callable[[str], None] = print
     say(f"   cd {root}")
     say("   aevolve log --all                # history of main, and the rejected proposal with its reasons")
     say(f"   aevolve review {rejected}   # the pull-request body a reviewer would read")
-    say("   git log --notes=aevolve -1 main  # the rationale trailers and the gate note")
+    say("   git log -1 main                  # the rationale trailers and the one-line gate verdict")
     return DemoResult(
         path=root, initial_main=initial, accepted_branch=accepted, accepted_report=report,
         promoted_main=promoted_main, rejected_branch=rejected, rejected_report=rejected_report,
