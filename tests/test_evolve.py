@@ -227,7 +227,7 @@ def test_a_loop_killed_before_promoting_resumes_without_proposing_or_promoting_t
 
     result = evolve(field, cycles=1, candidates=2)
     assert result.cycles[0].resumed and result.cycles[0].promoted
-    assert _evolve_branches(field).keys() == branches.keys()  # nothing proposed again
+    assert set(_evolve_branches(field)) <= set(branches)  # nothing proposed again (the winner is pruned)
     assert [str(c.id) for c in field.commits(MAIN, hide=before)] == [field.ref_target(MAIN)]  # promoted once
     (record,) = load_records(field)
     assert record["status"] == "done" and record["compute"]["evolver_calls"] == 2
@@ -235,14 +235,17 @@ def test_a_loop_killed_before_promoting_resumes_without_proposing_or_promoting_t
 
 def test_a_loop_killed_after_a_branch_was_made_adopts_that_branch(field):
     root = field.workdir
+    old = set(_evolve_branches(field))
     _kill_at(root, "ref", "--cycles", "1", "--candidates", "2")  # propose made the first branch, unrecorded
-    made = _evolve_branches(field)
+    (made,) = set(_evolve_branches(field)) - old
     result = evolve(field, cycles=1, candidates=2)
     (record,) = load_records(field)
     assert result.cycles[0].resumed
     assert record["compute"]["evolver_calls"] == 1  # only the second plan called the evolver
     assert [c.get("reused") for c in record["candidates"]] == [True, None]
-    assert set(made) <= set(_evolve_branches(field)) and len(_evolve_branches(field)) == len(made) + 1
+    assert record["candidates"][0]["branch"] == made.removeprefix("refs/heads/")
+    proposed = {f"refs/heads/{c['branch']}" for c in record["candidates"]}
+    assert len(proposed) == 2 and set(_evolve_branches(field)) - old <= proposed  # no third branch
 
 
 def test_the_command_prints_progress_on_stderr_and_json_on_stdout(field, cli):
@@ -256,3 +259,187 @@ def test_the_command_prints_progress_on_stderr_and_json_on_stdout(field, cli):
 def test_the_command_refuses_a_pass_rate_outside_zero_to_one(field, cli):
     proc = cli("evolve", "--until", "1.5", cwd=field.workdir)
     assert proc.returncode == 2
+
+
+# -- budgets, remotes, pruning, history (issue 15, part 2) ---------------------------------------
+
+
+def _charge(repo: Repo, cost: float) -> None:
+    """Make the demo's runner report `cost` per run (an exam change, committed as the fixture's are)."""
+    root = repo.workdir
+    path = Path(root) / "agent" / "run_case.py"
+    text = path.read_text()
+    old = 'print(json.dumps({"output": answer(question, state)}))'
+    assert old in text
+    path.write_text(text.replace(old, f'print(json.dumps({{"output": answer(question, state), "cost": {cost}}}))'))
+    git(root, "commit", "-q", "-am", "runner reports its cost")
+
+
+def test_max_cost_stops_the_loop_and_says_which_budget(field):
+    _charge(field, 0.5)
+    result = evolve(field, cycles=5, candidates=1, max_cost=1.0)
+    assert result.stopped_by == "max-cost" and len(result.cycles) == 1
+    assert "--max-cost 1" in result.reason and "reported by the runner" in result.reason
+    assert result.compute["runner_cost"] == pytest.approx(8 * 0.5 * 2)  # 8 cases, baseline and candidate
+
+
+def test_the_baseline_cost_counts_once_per_cycle(field):
+    _charge(field, 0.25)
+    evolve(field, cycles=1, candidates=2)
+    (record,) = load_records(field)
+    assert record["compute"]["runner_cost"] == pytest.approx(8 * 0.25 * 3)
+    assert record["compute"]["cost"] == pytest.approx(record["compute"]["runner_cost"])
+
+
+def test_the_command_refuses_a_max_cost_of_zero(field, cli):
+    proc = cli("evolve", "--max-cost", "0", cwd=field.workdir)
+    assert proc.returncode == 2
+
+
+def _origin(repo: Repo, tmp_path) -> Path:
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--mirror", str(repo.workdir), str(bare))  # refs/aevolve/* too
+    git(repo.workdir, "remote", "add", "origin", str(bare))
+    git(repo.workdir, "fetch", "-q", "origin")
+    return bare
+
+
+def test_push_publishes_the_promotion_and_the_cycle_records(field, tmp_path):
+    bare = _origin(field, tmp_path)
+    result = evolve(field, cycles=1, candidates=2, push="origin")
+    assert result.cycles[0].promoted
+    assert git(bare, "rev-parse", "refs/heads/main").strip() == field.ref_target(MAIN)
+    assert git(bare, "rev-parse", CYCLES_REF).strip() == field.ref_target(CYCLES_REF)
+    assert read_gate_report(Repo.open(bare), field.ref_target(MAIN))["decision"] == "accept"
+
+
+def test_push_syncs_observations_from_the_remote_before_each_cycle(field, tmp_path):
+    bare = _origin(field, tmp_path)
+    teammate = tmp_path / "teammate"
+    git(tmp_path, "clone", "-q", str(bare), str(teammate))
+    mate = Repo.open(teammate)
+    git(teammate, "fetch", "-q", "origin", "refs/aevolve/observations:refs/aevolve/observations")
+    _observe(mate, tmp_path, [{"id": "obs-5001", "task": "Do you sell gift wrap?", "output": "I don't know.",
+                                "feedback": {"success": False, "expected": "Gift wrap is free on every order."},
+                                "ts": "2026-11-18T10:00:00Z"}], "mate.jsonl")
+    git(teammate, "push", "-q", "origin", "refs/aevolve/observations:refs/aevolve/observations")
+    evolve(field, cycles=1, candidates=3, push="origin")
+    (record,) = load_records(field)
+    assert ["obs-5001"] in [g["observations"] for g in record["groups"]]
+
+
+def test_push_to_an_unknown_remote_is_a_usage_error(field):
+    from aevolve._errors import UsageError
+
+    with pytest.raises(UsageError):
+        evolve(field, cycles=1, push="nowhere")
+
+
+def test_promoted_and_rejected_candidate_branches_are_pruned_and_their_notes_kept(field):
+    hand_made = set(_evolve_branches(field))
+    evolve(field, cycles=1, candidates=2)
+    (record,) = load_records(field)
+    winner = next(c for c in record["candidates"] if c["outcome"] == "promoted")
+    loser = next(c for c in record["candidates"] if c["outcome"] == "lost")
+    left = set(_evolve_branches(field))
+    assert f"refs/heads/{winner['branch']}" not in left and record["pruned"] == [winner["branch"]]
+    assert f"refs/heads/{loser['branch']}" in left  # accepted, not promoted: kept, as `aevolve prune` keeps it
+    assert hand_made <= left  # branches the loop did not make are left alone
+    assert read_gate_report(field, winner["commit"])["decision"] == "accept"
+
+
+def test_no_gain_and_rejected_candidates_are_shown_to_the_next_cycles_evolvers(tmp_path):
+    from aevolve._evolve.loop import NO_GAIN_REASON, evolver_history
+
+    fresh = tmp_path / "idle"
+    run_demo(fresh, echo=lambda line: None)
+    repo = Repo.open(fresh)
+    _observe(repo, tmp_path, [{"id": "obs-4001", "task": "Which colour is the logo?", "output": "?",
+                               "feedback": {"success": False, "expected": "The logo is blue."},
+                               "ts": "2026-11-17T10:00:00Z"}])
+    evolve(repo, cycles=1, candidates=1)
+    (record,) = load_records(repo)
+    (cand,) = record["candidates"]
+    assert cand["outcome"] == "no-gain"
+    shown = evolver_history(repo, load_records(repo))
+    entry = next(h for h in shown if h["commit"] == cand["commit"])
+    assert entry["decision"] == "no-gain" and entry["reasons"][0] == NO_GAIN_REASON
+    assert any(h["decision"] == "reject" for h in shown)  # the demo's rejected week-2 proposal too
+
+
+# -- merge and ablation ------------------------------------------------------------------------
+
+LESSON_EVOLVER = textwrap.dedent("""\
+    import json, os, sys
+    observations = [json.loads(line) for line in open(os.environ["AEVOLVE_OBSERVATIONS"]) if line.strip()]
+    edits = []
+    for obs in observations:
+        lesson = {"id": "lesson-" + obs["id"],
+                  "content": "Task: " + obs["task"] + " | Correct answer: " + obs["feedback"]["expected"]}
+        edits.append({"op": "append-jsonl", "path": "memory/" + obs["id"] + ".jsonl", "records": [lesson]})
+        rule = {"id": "rule-" + obs["id"], "content": "Always reply in French."}
+        if sys.argv[1:] == ["with-rule"]:  # a rule no case exercises rides along, in a file of its own
+            edits.append({"op": "append-jsonl", "path": "memory/rule-" + obs["id"] + ".jsonl", "records": [rule]})
+        if sys.argv[1:] == ["rule-in-file"]:  # ... or as one more record of the lesson's file
+            edits[-1]["records"].append(rule)
+    proposal = {"title": "learn " + ", ".join(o["id"] for o in observations), "diagnosis": "the agent did not know",
+                "change": "one lesson file per observation", "expected_effect": "the failures are fixed",
+                "evidence": [o["id"] for o in observations], "edits": edits}
+    with open(os.environ["AEVOLVE_OUTPUT"], "w") as out:
+        json.dump(proposal, out)
+    """)
+
+
+def _lesson_options(tmp_path, *args: str) -> dict:
+    script = tmp_path / "lessons.py"
+    script.write_text(LESSON_EVOLVER)
+    return {"command": {"command": [sys.executable, str(script), *args]}}
+
+
+def _memory_files(repo: Repo) -> set[str]:
+    return {f.path for f in repo.list_files(repo.tree(MAIN)) if f.path.startswith("memory/")}
+
+
+def test_two_accepted_candidates_fixing_different_cases_in_different_files_are_merged(field, tmp_path):
+    result = evolve(field, cycles=1, candidates=2, evolvers=["command"], evolver_options=_lesson_options(tmp_path))
+    (record,) = load_records(field)
+    merged = [c for c in record["candidates"] if c.get("merge_of")]
+    assert len(merged) == 1 and merged[0]["outcome"] == "promoted"
+    assert sorted(merged[0]["improvements"]) == ["gift-cards", "ship-to-canada"]
+    assert {"memory/obs-3001.jsonl", "memory/obs-3002.jsonl"} <= _memory_files(field)
+    assert result.cycles[0].promoted and "beating both" in record["choice"]["why"]
+
+
+def test_candidates_touching_the_same_file_are_not_merged(field):
+    evolve(field, cycles=1, candidates=2)  # the rules evolver: both append to memory/lessons.jsonl
+    (record,) = load_records(field)
+    assert not any(c.get("merge_of") for c in record["candidates"])
+
+
+def test_a_part_of_the_winner_that_fixes_nothing_is_left_out_of_main(field, tmp_path):
+    evolve(field, cycles=1, candidates=1, evolvers=["command"], evolver_options=_lesson_options(tmp_path, "with-rule"))
+    (record,) = load_records(field)
+    bundle = record["candidates"][0]
+    promoted = next(c for c in record["candidates"] if c["outcome"] == "promoted")
+    assert promoted.get("ablation_of") == 0
+    assert promoted["without"] == ["memory/rule-obs-3001.jsonl record rule-obs-3001"]
+    assert promoted["improvements"] == bundle["improvements"] and promoted["size"] < bundle["size"]
+    files = _memory_files(field)
+    assert "memory/obs-3001.jsonl" in files and "memory/rule-obs-3001.jsonl" not in files
+    assert "fixed nothing" in record["choice"]["why"]
+
+
+def test_a_winner_of_one_part_is_not_ablated(field):
+    evolve(field, cycles=1, candidates=1)
+    (record,) = load_records(field)
+    assert len(record["candidates"]) == 1
+
+
+def test_a_record_that_fixes_nothing_is_left_out_of_a_memory_file(field, tmp_path):
+    evolve(field, cycles=1, candidates=1, evolvers=["command"],
+           evolver_options=_lesson_options(tmp_path, "rule-in-file"))
+    (record,) = load_records(field)
+    promoted = next(c for c in record["candidates"] if c["outcome"] == "promoted")
+    assert promoted["without"] == ["memory/obs-3001.jsonl record rule-obs-3001"]
+    memory = (field.read(field.tree(MAIN), "memory/obs-3001.jsonl") or b"").decode()
+    assert "lesson-obs-3001" in memory and "rule-obs-3001" not in memory

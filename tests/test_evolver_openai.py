@@ -418,7 +418,7 @@ def test_gate_reports_of_rejected_proposals_are_fed_back(repo, server):
     propose(repo, evolver="openai", evolver_options=options(server), history=[rejected])
 
     user = server.bodies[0]["messages"][1]["content"]
-    assert "Gate reports of earlier rejected proposals" in user
+    assert "Gate reports of earlier proposals that were rejected or gained nothing" in user
     assert "tell everyone yes" in user and "1 case regressed: refund-window" in user
     assert "expected output to contain '30 days'" in user
 
@@ -598,3 +598,78 @@ def test_escape_sequences_and_control_characters_leave_the_rationale(repo, serve
     message = git(repo, "log", "-1", "--format=%B", result.commit)
     assert "Appends one entry.\nNothing else." in message
     assert not any(c in message for c in "\x1b\x07\r\x9b")
+
+
+# -- edits that do not need the whole file; no write over what the model saw cut -------------------
+
+SKILL = "skills/refund-policy/SKILL.md"
+
+
+def test_a_write_to_a_skill_shown_without_its_front_matter_is_sent_back_and_replace_is_used(repo, server):
+    clobber = with_edits({"op": "write", "path": SKILL, "content": "# Refund policy\nStore credit after 30 days.\n"})
+    fixed = with_edits({"op": "replace", "path": SKILL, "old": "Returns are accepted within 30 days with a receipt.",
+                        "content": "Returns are accepted within 30 days with a receipt; after that, store credit."})
+    server.answer_json(clobber).answer_json(fixed)
+
+    result = propose(repo, evolver="openai", evolver_options=options(server))
+
+    repair = server.bodies[1]["messages"][-1]["content"]
+    assert f"a write would replace all of {SKILL}" in repair and "`replace`" in repair
+    skill = git(repo, "show", f"{result.commit}:{SKILL}")
+    assert "name: refund-policy" in skill and "after that, store credit." in skill
+
+
+def test_a_write_to_a_file_shown_truncated_is_refused(tmp_path, server):
+    long_prompt = "You are a support agent.\n" + "".join(f"Rule {n}: be precise about item {n}.\n" for n in range(3000))
+    root = make_state_repo(tmp_path / "state", {"prompts/system.md": long_prompt})
+    ingest(root, tmp_path)
+    main_before = git(root, "rev-parse", "main")
+    clobber = with_edits({"op": "write", "path": "prompts/system.md", "content": "You are a support agent.\n"})
+    server.answer_json(clobber).answer_json(clobber)
+
+    with pytest.raises(EvolverFailed) as error:
+        propose(root, evolver="openai", evolver_options=options(server, budget_chars=20000))
+
+    assert "prompts/system.md, which was shown to you cut or in part" in str(error.value)
+    assert "truncated" in server.bodies[0]["messages"][1]["content"]
+    assert_nothing_left(root, main_before)
+
+
+def test_a_write_to_a_file_shown_whole_is_allowed(repo, server):
+    server.answer_json(with_edits({"op": "write", "path": "prompts/system.md", "content": "Answer precisely.\n"}))
+
+    result = propose(repo, evolver="openai", evolver_options=options(server))
+
+    assert git(repo, "show", f"{result.commit}:prompts/system.md") == "Answer precisely."
+    assert len(server.bodies) == 1
+
+
+def test_append_adds_a_section_to_a_file_without_the_whole_file(repo, server):
+    section = "## After 30 days\nOffer store credit.\n"
+    server.answer_json(with_edits({"op": "append", "path": SKILL, "content": section}))
+
+    result = propose(repo, evolver="openai", evolver_options=options(server))
+
+    skill = git(repo, "show", f"{result.commit}:{SKILL}")
+    assert "Returns are accepted within 30 days" in skill and skill.endswith("Offer store credit.")
+
+
+def test_a_replace_whose_span_is_not_in_the_file_is_refused_by_the_policy(repo, server):
+    main_before = git(repo, "rev-parse", "main")
+    server.answer_json(with_edits({"op": "replace", "path": "prompts/system.md", "old": "Answer at length.",
+                                   "content": "Answer briefly."}))
+
+    with pytest.raises(PolicyRefused) as error:
+        propose(repo, evolver="openai", evolver_options=options(server))
+
+    assert "found 0 times" in str(error.value)
+    assert_nothing_left(repo, main_before)
+
+
+def test_the_system_message_offers_replace_and_append(repo, server):
+    server.answer_json(GOOD)
+
+    propose(repo, evolver="openai", evolver_options=options(server))
+
+    system = server.bodies[0]["messages"][0]["content"]
+    assert "`replace` (path + old" in system and "`append` (path + content" in system

@@ -40,7 +40,7 @@ def test_shards_and_collect_equal_the_unsharded_decision(repo, tmp_path):
     assert merged["decision"] == whole.decision == "reject"
     assert merged["regressions"] == whole.regressions == ["c0"]
     assert merged["improvements"] == sorted(whole.improvements) == ["c6", "c7"]
-    assert [(c["id"], c["verdict"]) for c in merged["cases"]] == sorted((c["id"], c["verdict"]) for c in whole.cases)
+    assert [(c["id"], c["verdict"]) for c in merged["cases"]] == [(c["id"], c["verdict"]) for c in whole.cases]
     assert read_gate_report(repo.repo, candidate)["decision"] == "reject"  # collect wrote the note
 
 
@@ -71,3 +71,80 @@ def test_collect_of_unreadable_file_exits_3(repo, tmp_path):
     bad.write_text("{not json")
     proc = run_cli("gate", "--collect", bad, cwd=repo.path)
     assert proc.returncode == 3 and "bad.json:1: not a JSON gate report" in proc.stderr
+
+
+# -- balanced by recorded durations ---------------------------------------------------------
+
+
+def _cases(*ids: str, repeat: int = 1):
+    from aevolve._gate.cases import Case
+
+    return [Case(id=i, input={"q": i}, asserts=[], repeat=repeat, raw={"id": i}) for i in ids]
+
+
+def test_the_plan_deals_the_longest_cases_first_to_the_least_loaded_shard():
+    from aevolve._gate.shards import plan
+
+    cases = _cases("slow", "mid", "a", "b", "c")
+    ms = {c.hash: t for c, t in zip(cases, (900.0, 500.0, 200.0, 200.0, 100.0), strict=True)}
+    split = plan(cases, 2, ms)
+    assert split.assigned == {"slow": 1, "mid": 2, "a": 2, "b": 2, "c": 1}  # loads 1000 and 900
+
+
+def test_the_plan_without_recorded_durations_balances_by_count_and_is_stable():
+    from aevolve._gate.shards import plan
+
+    cases = _cases(*IDS)
+    split = plan(cases, 3, {})
+    assert sorted(list(split.assigned.values()).count(k) for k in (1, 2, 3)) == [2, 3, 3]
+    assert plan(list(reversed(cases)), 3, {}) == split  # the order cases are listed in does not matter
+
+
+def test_cases_never_run_cost_the_mean_of_the_recorded_ones():
+    from aevolve._gate.shards import plan
+
+    cases = _cases("known", "new")
+    assert plan(cases, 2, {cases[0].hash: 50.0}).assigned == plan(cases, 2, {cases[0].hash: 5000.0}).assigned
+
+
+def _record(repo, tree: str, ms_by_id: dict[str, float]) -> None:
+    """Runs notes on `tree` saying how long each case ran (as another clone's gate would)."""
+    from aevolve._gate.shared_runs import RUNS_REF, dump
+    from aevolve._gate.suite import Exam
+    from aevolve._state.model import State
+
+    exam = Exam.of(State.from_tree(repo.repo, "main"))
+    runs = [{"case": c.hash, "runner": exam.runner.hash, "rep": 0, "exam": "sha256:other",
+             "result": {"status": "ok", "output": "x", "latency_ms": ms_by_id.get(c.id, 10.0)}} for c in exam.cases]
+    repo.repo.update_note(tree, lambda _old: dump([{"runs": runs}]), RUNS_REF)
+
+
+def test_a_shard_runs_the_cases_the_recorded_durations_assign_it(repo):
+    tree = str(repo.repo.resolve("main").tree.id)
+    _record(repo, tree, {"c3": 5000.0})  # one case takes as long as all the others together, many times
+    one = gate(repo.repo, "evolve/x", shard=(1, 2))
+    two = gate(repo.repo, "evolve/x", shard=(2, 2))
+    assert [c["id"] for c in one.cases] == ["c3"]
+    assert sorted(c["id"] for c in two.cases) == sorted(set(IDS) - {"c3"})
+    assert one.shard["plan"] == two.shard["plan"]
+
+
+def test_collect_refuses_shards_planned_from_different_durations(repo):
+    tree = str(repo.repo.resolve("main").tree.id)
+    one = gate(repo.repo, "evolve/x", shard=(1, 2)).to_dict()
+    _record(repo, tree, {"c3": 5000.0})
+    two = gate(repo.repo, "evolve/x", shard=(2, 2)).to_dict()
+    with pytest.raises(InvalidInput, match="split the cases differently"):
+        collect(repo.repo, [one, two])
+
+
+def test_collect_orders_cases_and_regressions_as_the_unsharded_gate(tmp_path):
+    ids = ["zeta", "alpha", "mike", "bravo", "yankee", "charlie"]  # file order is not id order
+    g = GateRepo(tmp_path, {i: "right" for i in ids}, cases_yaml(*ids), jobs=4)
+    g.answers_branch("evolve/x", **{i: "right" for i in ("alpha", "mike", "charlie")})
+    parts = [gate(g.repo, "evolve/x", shard=(k, 3)).to_dict() for k in (1, 2, 3)]
+    merged = collect(g.repo, parts, write_note=False)
+    whole = gate(g.repo, "evolve/x", write_note=False)
+    assert [c["id"] for c in merged.cases] == [c["id"] for c in whole.cases] == ids
+    assert merged.regressions == whole.regressions == ["zeta", "bravo", "yankee"]
+    assert merged.reasons == whole.reasons

@@ -170,3 +170,72 @@ def test_each_secret_pattern_is_found(kind):
 ])
 def test_near_misses_are_not_secrets(text):
     assert find_secrets(text) == []
+
+
+# -- append and replace: edits that do not need the whole file ---------------------------------
+
+
+def _applied(root, *edits) -> dict:
+    from aevolve._propose.policy import evaluate
+
+    state = state_of(root)
+    result = evaluate(state, proposal(*edits), state.config())
+    assert result.violations == []
+    return result.changes
+
+
+def test_append_adds_text_at_the_end_of_a_file_keeping_what_was_there(state_repo):
+    before = state_of(state_repo).text("prompts/system.md")
+    changes = _applied(state_repo, Edit("append", "prompts/system.md", content="## Refunds\nQuote the window.\n"))
+    after = changes["prompts/system.md"].decode()
+    assert after.startswith(before) and after.endswith("## Refunds\nQuote the window.\n")
+
+
+def test_append_to_a_missing_file_creates_it(state_repo):
+    changes = _applied(state_repo, Edit("append", "prompts/extra.md", content="More.\n"))
+    assert changes["prompts/extra.md"] == b"More.\n"
+
+
+def test_replace_changes_the_one_span_it_names(state_repo):
+    before = state_of(state_repo).text("prompts/system.md")
+    span = before.splitlines()[0]
+    changes = _applied(state_repo, Edit("replace", "prompts/system.md", old=span, content="NEW FIRST LINE"))
+    assert changes["prompts/system.md"].decode() == before.replace(span, "NEW FIRST LINE", 1)
+
+
+def test_replace_is_refused_when_the_span_is_not_found(state_repo):
+    found = violations(state_repo, Edit("replace", "prompts/system.md", old="no such text", content="x"))
+    assert len(found) == 1 and "found 0 times" in found[0] and "exactly once" in found[0]
+
+
+def test_replace_is_refused_when_the_span_is_found_twice(state_repo):
+    found = violations(state_repo, Edit("append", "prompts/system.md", content="twice twice\n"),
+                       Edit("replace", "prompts/system.md", old="twice", content="once"))
+    assert len(found) == 1 and "found 2 times" in found[0]
+
+
+def test_replace_in_a_missing_file_is_refused(state_repo):
+    found = violations(state_repo, Edit("replace", "prompts/nope.md", old="a", content="b"))
+    assert found and "no such file" in found[0]
+
+
+def test_append_and_replace_go_through_every_rule_like_a_write(state_repo):
+    found = violations(state_repo, Edit("append", "evals/basic.yaml", content="x\n"),
+                       Edit("replace", "aevolve.yaml", old="gate", content="g"))
+    assert sum("protected path" in v for v in found) == 2
+
+
+def test_an_appended_secret_is_refused(state_repo):
+    key = "sk-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0"
+    found = violations(state_repo, Edit("append", "prompts/system.md", content=f"key: {key}\n"))
+    assert any("looks like a secret" in v for v in found)
+
+
+def test_the_proposal_schema_requires_old_for_a_replace():
+    from aevolve._state import schemas
+
+    base = {"title": "x change", "diagnosis": "d", "change": "c", "expected_effect": "e"}
+    bad = {**base, "edits": [{"op": "replace", "path": "prompts/a.md", "content": "b"}]}
+    good = {**base, "edits": [{"op": "replace", "path": "prompts/a.md", "old": "a", "content": "b"},
+                              {"op": "append", "path": "prompts/a.md", "content": "c"}]}
+    assert schemas.errors("proposal", bad) and not schemas.errors("proposal", good)

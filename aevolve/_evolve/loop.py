@@ -72,7 +72,7 @@ class EvolveResult:
     main_before: str | None
     main_after: str | None = None
     cycles: list[CycleResult] = field(default_factory=list)
-    stopped_by: str = ""  # cycles | until | patience | max-runs | nothing-to-do
+    stopped_by: str = ""  # cycles | until | patience | max-runs | max-cost | nothing-to-do
     reason: str = ""
     compute: dict = field(default_factory=dict)
 
@@ -97,6 +97,8 @@ class Settings:
     allow_no_gain: bool = False
     evolver_options: dict = field(default_factory=dict)  # evolver name -> options
     jobs: int | None = None
+    max_cost: float | None = None
+    push: str | None = None  # a remote: sync before each cycle, publish promotions and cycle records
 
 
 def _winner(record: dict) -> dict | None:
@@ -109,16 +111,20 @@ def _winner(record: dict) -> dict | None:
 def evolve(repo: Repo | str | Path, *, cycles: int | None = 1, candidates: int = 2,
            evolvers: list[str] | None = None, until: float | None = None, patience: int | None = None,
            max_runs: int | None = None, allow_no_gain: bool = False, evolver_options: dict | None = None,
-           jobs: int | None = None, progress: Callable[[str], None] | None = None) -> EvolveResult:
+           jobs: int | None = None, max_cost: float | None = None, push: str | None = None,
+           progress: Callable[[str], None] | None = None) -> EvolveResult:
     """Run the loop until a stop condition holds; resume an unfinished cycle first.
 
     `evolver_options` maps an evolver name to its options. Stops on `cycles`
     cycles run, main's pass rate reaching `until`, `patience` cycles in a row
-    without a promotion, `max_runs` runner starts, or nothing left to propose.
+    without a promotion, `max_runs` runner starts, `max_cost` spent (runner-reported
+    cost plus the cost evolvers report), or nothing left to propose. With `push`
+    (a remote) each cycle syncs first and publishes its promotion and the cycle records.
     """
     repo = repo if isinstance(repo, Repo) else Repo.open(repo)
     settings = _settings(repo, cycles, candidates, evolvers, until, patience, max_runs, allow_no_gain,
                          evolver_options, jobs)
+    settings.max_cost, settings.push = _check_cost(max_cost), _check_remote(repo, push)
     say = progress or (lambda line: None)
     with repo.lock("evolve", timeout=5):  # one loop per repository: two would propose the same plans
         return _loop(repo, settings, say)
@@ -141,15 +147,34 @@ def _settings(repo, cycles, candidates, evolvers, until, patience, max_runs, all
     return Settings(cycles, candidates, names, until, patience, max_runs, allow_no_gain, dict(options or {}), jobs)
 
 
+def _check_cost(max_cost: float | None) -> float | None:
+    if max_cost is not None and not max_cost > 0:
+        raise UsageError(f"--max-cost {max_cost}: give a cost above 0 (in the unit your runner reports)")
+    return max_cost
+
+
+def _check_remote(repo: Repo, remote: str | None) -> str | None:
+    if remote is not None:
+        from aevolve._remote.fetch import check_remote
+
+        check_remote(repo, remote)
+    return remote
+
+
+COMPUTE_KEYS = ("runner_starts", "runs_cached", "evolver_calls", "tokens", "runner_cost", "evolver_cost", "cost")
+
+
 def _loop(repo: Repo, s: Settings, say: Callable[[str], None]) -> EvolveResult:
     result = EvolveResult(main_before=repo.ref_target(MAIN))
-    totals = {"runner_starts": 0, "runs_cached": 0, "evolver_calls": 0, "tokens": 0}
+    totals: dict = {key: 0 for key in COMPUTE_KEYS}
     quiet = 0
     while True:
         stop = _budget_stop(s, len(result.cycles), totals)
         if stop:
             result.stopped_by, result.reason = stop
             break
+        if s.push:
+            _sync(repo, s.push, say)
         records = load_records(repo)
         last = records[-1] if records else None
         resumed = bool(last and last.get("status") != "done")
@@ -165,7 +190,9 @@ def _loop(repo: Repo, s: Settings, say: Callable[[str], None]) -> EvolveResult:
         before = dict(record.get("compute") or {})
         _run_cycle(repo, record, s, say)
         for key in totals:
-            totals[key] += int((record.get("compute") or {}).get(key, 0)) - int(before.get(key, 0))
+            totals[key] += (record.get("compute") or {}).get(key, 0) - before.get(key, 0)
+        for key in ("runner_cost", "evolver_cost", "cost"):
+            totals[key] = round(totals[key], 9)
         cycle = CycleResult.of(record, resumed)
         result.cycles.append(cycle)
         quiet = 0 if cycle.promoted else quiet + 1
@@ -184,7 +211,19 @@ def _budget_stop(s: Settings, done: int, totals: dict) -> tuple[str, str] | None
         return "cycles", f"ran {done} cycle(s) (--cycles {s.cycles})"
     if s.max_runs is not None and totals["runner_starts"] >= s.max_runs:
         return "max-runs", f"{totals['runner_starts']} runner starts reached the budget (--max-runs {s.max_runs})"
+    if s.max_cost is not None and totals["cost"] >= s.max_cost:
+        return "max-cost", (f"cost {totals['cost']:.6g} reached the budget (--max-cost {s.max_cost:g}): "
+                            f"{totals['runner_cost']:.6g} reported by the runner, {totals['evolver_cost']:.6g} "
+                            "reported by evolvers")
     return None
+
+
+def _sync(repo: Repo, remote: str, say: Callable[[str], None]) -> None:
+    from aevolve._remote.sync import sync
+
+    got = sync(repo, remote)
+    say(f"synced {remote}: main {got.main.state}, {got.observations.added} new observation(s)"
+        if got.changed else f"synced {remote}: up to date")
 
 
 def _after_cycle_stop(s: Settings, cycle: CycleResult, quiet: int) -> tuple[str, str] | None:
@@ -213,7 +252,7 @@ def _new_cycle(repo: Repo, records: list[dict], s: Settings) -> dict | None:
         "started": _now(), "settings": {"candidates": s.candidates, "evolvers": s.evolvers},
         "groups": [{"symptom": g.key, "observations": g.observations, "tainted": g.tainted} for g in groups],
         "plans": [p.to_dict() for p in plans], "candidates": [], "choice": None,
-        "compute": {"runner_starts": 0, "runs_cached": 0, "evolver_calls": 0, "tokens": 0},
+        "compute": {key: 0 for key in COMPUTE_KEYS},
     }
     write_record(repo, record)
     return record
@@ -225,10 +264,11 @@ def _run_cycle(repo: Repo, record: dict, s: Settings, say: Callable[[str], None]
         plans = [Plan.from_dict(p) for p in record.get("plans") or []]
         say(f"cycle {number}: {len(plans)} candidate(s) on main {record['base'][:12]}, "
             f"{len(record.get('groups') or [])} open failure group(s)")
+        learned = evolver_history(repo, load_records(repo))
         for index, plan in enumerate(plans):
             if any(c.get("plan") == index for c in record["candidates"]):
                 continue  # proposed before a kill
-            cand = _propose_one(repo, record, index, plan, s)
+            cand = _propose_one(repo, record, index, plan, s, learned)
             record["candidates"].append(cand)
             say(f"  propose {index + 1}/{len(plans)} ({plan.evolver}, {len(plan.observations)} obs): "
                 + (cand.get("branch") or "") + (f" {cand['outcome']}" if cand["outcome"] != "proposed" else ""))
@@ -239,15 +279,20 @@ def _run_cycle(repo: Repo, record: dict, s: Settings, say: Callable[[str], None]
                 say(f"  gate {cand['branch']}: {cand['outcome']} ({len(cand.get('improvements') or [])} fixed, "
                     f"{len(cand.get('regressions') or [])} regressed{_holdout_text(cand)})")
                 write_record(repo, record)
+        _try_merge(repo, record, s, say)
         record["choice"] = select(record["candidates"], s.allow_no_gain)
+        _ablate(repo, record, s, say)
         record["status"] = "gated"
         write_record(repo, record)
     pause("evolve-cycle")
     if record.get("status") == "gated":
-        _promote_choice(repo, record)
+        _promote_choice(repo, record, s.push)
+        record["pruned"] = _prune_done(repo, record, s.push, say)
         record["status"], record["finished"] = "done", _now()
         record["main_after"] = repo.ref_target(MAIN)
         write_record(repo, record)
+        if s.push:
+            _publish_records(repo, s.push, say)
     choice = record.get("choice") or {}
     say(f"cycle {number}: " + ("promoted " + str(choice.get("branch")) if choice.get("promoted")
                                else "promoted nothing") + f": {choice.get('why', '')}")
@@ -260,7 +305,7 @@ def _holdout_text(cand: dict) -> str:
     return f"; held-out {hold.get('baseline_pass_rate')} -> {hold.get('candidate_pass_rate')}"
 
 
-def _propose_one(repo: Repo, record: dict, index: int, plan: Plan, s: Settings) -> dict:
+def _propose_one(repo: Repo, record: dict, index: int, plan: Plan, s: Settings, learned: list[dict]) -> dict:
     from aevolve._propose.run import propose
 
     cand: dict = {"plan": index, "evolver": plan.evolver, "observations": plan.observations, "group": plan.group}
@@ -271,12 +316,13 @@ def _propose_one(repo: Repo, record: dict, index: int, plan: Plan, s: Settings) 
     try:
         got = propose(repo, evolver=plan.evolver, base=record["base"], observation_ids=plan.observations,
                       evolver_options=s.evolver_options.get(plan.evolver) or None, seed=plan.seed,
-                      temperature=plan.temperature)
+                      temperature=plan.temperature, history=learned)
     except AevolveError as exc:
         return {**cand, "outcome": "failed", "reason": str(exc)}
     usage = (got.proposal.usage if got.proposal else None) or {}
     record["compute"]["tokens"] += int(usage.get("total_tokens")
                                        or (usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)))
+    _add_cost(record, "evolver_cost", usage.get("cost"))  # only an evolver that knows its price reports one
     if got.nothing_to_do:
         if got.reason.startswith(DUPLICATE_PREFIX):
             branch = got.reason.removeprefix(DUPLICATE_PREFIX).strip()
@@ -288,6 +334,39 @@ def _propose_one(repo: Repo, record: dict, index: int, plan: Plan, s: Settings) 
         return {**cand, "outcome": "nothing", "reason": got.reason}
     return {**cand, "outcome": "proposed", "branch": got.branch, "commit": got.commit,
             "summary": got.summary, **({"usage": usage} if usage else {})}
+
+
+NO_GAIN_REASON = ("accepted by the gate but not promoted: it fixed no case and raised no pass rate (no gain); "
+                  "do not propose it again unchanged")
+
+
+def evolver_history(repo: Repo, records: list[dict]) -> list[dict]:
+    """What evolvers learn from, newest first: the gate reports of the loop's rejected and
+    no-gain candidates (their branches may be pruned; the notes stay), then the rejected
+    evolution branches `aevolve propose` shows them anyway."""
+    from aevolve._git.notes import read_gate_report
+    from aevolve._propose.rationale import parse
+    from aevolve._propose.run import HISTORY_LIMIT, rejected_history
+
+    found: list[dict] = []
+    seen: set[str] = set()
+    for record in reversed(records):
+        for cand in record.get("candidates") or []:
+            commit = cand.get("commit")
+            if cand.get("outcome") not in ("rejected", "no-gain") or not isinstance(commit, str) or commit in seen:
+                continue
+            report = read_gate_report(repo, commit)
+            if report is None:
+                continue
+            seen.add(commit)
+            rationale = parse(repo.message(commit))
+            entry = {**report, "branch": cand.get("branch"), "commit": commit,
+                     "title": rationale.title if rationale else cand.get("branch")}
+            if cand["outcome"] == "no-gain":
+                entry.update(decision="no-gain", reasons=[NO_GAIN_REASON, *(report.get("reasons") or [])])
+            found.append(entry)
+    found += [h for h in rejected_history(repo) if h.get("commit") not in seen]
+    return found[:HISTORY_LIMIT]
 
 
 def _left_by_a_kill(repo: Repo, record: dict, plan: Plan) -> tuple[str, str] | None:
@@ -328,6 +407,7 @@ def _gate_one(repo: Repo, record: dict, cand: dict, s: Settings) -> None:
     timings, summary = report.get("timings") or {}, report.get("summary") or {}
     record["compute"]["runner_starts"] += int(timings.get("runs_started") or 0)
     record["compute"]["runs_cached"] += int(timings.get("runs_cached") or 0)
+    _add_runner_cost(record, summary)
     outcome = {"accept": "accepted", "reject": "rejected"}.get(report["decision"], "error")
     cand.update(outcome=outcome, decision=report["decision"], reasons=report.get("reasons") or [],
                 improvements=report.get("improvements") or [], regressions=report.get("regressions") or [],
@@ -337,6 +417,24 @@ def _gate_one(repo: Repo, record: dict, cand: dict, s: Settings) -> None:
     hold = _holdout(report)
     if hold:
         cand["holdout"] = hold
+
+
+def _add_cost(record: dict, key: str, value) -> None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        compute = record["compute"]
+        compute[key] = round(compute.get(key, 0) + value, 9)
+        compute["cost"] = round(compute.get("cost", 0) + value, 9)
+
+
+def _add_runner_cost(record: dict, summary: dict) -> None:
+    """The runner-reported cost of a gate: the candidate's side, and the baseline's once per
+    cycle (every candidate is gated against the same main, whose runs come from the cache)."""
+    found = summary.get("cost")
+    cost: dict = found if isinstance(found, dict) else {}
+    sides = ["candidate"] if record.get("baseline_costed") else ["baseline", "candidate"]
+    for side in sides:
+        _add_cost(record, "runner_cost", (cost.get(side) or {}).get("total"))
+    record["baseline_costed"] = True
 
 
 def _holdout(report: dict) -> dict | None:
@@ -366,10 +464,9 @@ def has_gain(cand: dict) -> bool:
 
 def select(cands: list[dict], allow_no_gain: bool = False) -> dict:
     """The choice among gated candidates (their outcomes refined: lost, no-gain), and why."""
-    accepted = [c for c in cands if c.get("outcome") == "accepted"]
+    accepted = [c for c in cands if c.get("outcome") in ("accepted", "lost", "no-gain")]  # chosen again: refined anew
     for cand in accepted:
-        if not has_gain(cand):
-            cand["outcome"] = "no-gain"
+        cand["outcome"] = "accepted" if has_gain(cand) else "no-gain"
     pool = [c for c in accepted if allow_no_gain or has_gain(c)]
     if not pool:
         counts = {o: sum(1 for c in cands if c.get("outcome") == o) for o in
@@ -385,12 +482,123 @@ def select(cands: list[dict], allow_no_gain: bool = False) -> dict:
     why = (f"{len(fixes)} fix(es) ({', '.join(fixes[:5]) or 'none'}), no regressions, pass rate "
            f"{best.get('baseline_pass_rate')} -> {best.get('pass_rate')}, {best.get('size')} line(s) changed"
            + (f"; beat {len(pool) - 1} other accepted candidate(s)" if len(pool) > 1 else ""))
+    if best.get("merge_of"):
+        why += f"; a merge of candidates {best['merge_of'][0] + 1} and {best['merge_of'][1] + 1}, beating both"
+    if best.get("without"):
+        why += f"; candidate {best['ablation_of'] + 1} without {', '.join(best['without'])}, which fixed nothing"
     return {"candidate": cands.index(best), "branch": best["branch"], "commit": best["commit"],
             "promote": True, "promoted": False, "why": why}
 
 
-def _promote_choice(repo: Repo, record: dict) -> None:
+# -- candidates built from candidates: merge and ablation ----------------------------------------
+
+
+def _try_merge(repo: Repo, record: dict, s: Settings, say: Callable[[str], None]) -> None:
+    """GEPA's merge: the two best accepted candidates with a gain that fix different cases and
+    touch different files are combined into one more candidate, gated like the others."""
+    from aevolve._evolve.bundle import parts_of, touched
+
+    cands = record["candidates"]
+    if any(c.get("merge_of") for c in cands):
+        return  # done before a kill
+    pool = sorted((c for c in cands if c.get("outcome") == "accepted" and has_gain(c)
+                   and not c.get("regressions")), key=rank_key)
+    for i, first in enumerate(pool):
+        for second in pool[i + 1:]:
+            if set(first.get("improvements") or []) & set(second.get("improvements") or []):
+                continue
+            a, b = parts_of(repo, record["base"], first["commit"]), parts_of(repo, record["base"], second["commit"])
+            if not a or not b or touched(a) & touched(b):
+                continue
+            which = [cands.index(first), cands.index(second)]
+            fixes = sorted({*first["improvements"], *second["improvements"]})
+            rationale = {"title": f"combine candidates {which[0] + 1} and {which[1] + 1}: {len(fixes)} fixes",
+                         "diagnosis": f"Two accepted candidates fix different cases ({', '.join(fixes)}) and "
+                                      "change different files.",
+                         "change": "Both candidates' changes, as one proposal: "
+                                   + ", ".join(sorted(touched(a) | touched(b))),
+                         "expected_effect": f"Fixes {', '.join(fixes)}; regresses nothing."}
+            obs = list(dict.fromkeys([*first["observations"], *second["observations"]]))
+            _build(repo, record, s, say, a + b, rationale, obs, {"group": "merge", "merge_of": which})
+            return
+
+
+def _ablate(repo: Repo, record: dict, s: Settings, say: Callable[[str], None]) -> None:
+    """Judge evidence, not bundles: a winner of several parts is gated without each part in
+    turn; a part whose removal keeps every fix earns no place, and the smallest candidate
+    with the winner's gain is chosen (select ranks the smaller first on equal gain)."""
+    from aevolve._evolve.bundle import MAX_PARTS, cited, parts_of
+
+    winner = _winner(record)
+    cands = record["candidates"]
+    if winner is None or any(c.get("ablation_of") is not None for c in cands):
+        return
+    parts = parts_of(repo, record["base"], winner["commit"])
+    if not parts or not 2 <= len(parts) <= MAX_PARTS:
+        return
+    index = cands.index(winner)
+    say(f"  ablation of {winner['branch']}: {len(parts)} parts, each left out in turn")
+    needless = []
+    for part in parts:
+        rest = [p for p in parts if p != part]
+        built = _build(repo, record, s, say, rest, _ablation_rationale(winner, index, [part]),
+                       cited(rest, winner["observations"]) or winner["observations"],
+                       {"group": winner.get("group", ""), "ablation_of": index, "without": [part.label]})
+        if built is not None and _same_gain(built, winner):
+            needless.append(part)
+    rest = [p for p in parts if p not in needless]
+    if len(needless) >= 2 and rest:
+        _build(repo, record, s, say, rest, _ablation_rationale(winner, index, needless),
+               cited(rest, winner["observations"]) or winner["observations"],
+               {"group": winner.get("group", ""), "ablation_of": index, "without": [p.label for p in needless]})
+    record["choice"] = select(cands, s.allow_no_gain)
+
+
+def _ablation_rationale(winner: dict, index: int, dropped: list) -> dict:
+    labels = ", ".join(p.label for p in dropped)
+    return {"title": f"ablation of candidate {index + 1}: without {len(dropped)} part(s)",
+            "diagnosis": f"Ablation of {winner['branch']}: does each part earn its place? Left out: {labels}.",
+            "change": f"{winner['branch']} without {labels}.",
+            "expected_effect": f"The same fixes ({', '.join(winner.get('improvements') or [])}) with a smaller change."}
+
+
+def _same_gain(cand: dict, winner: dict) -> bool:
+    return (cand.get("outcome") == "accepted" and not cand.get("regressions")
+            and set(winner.get("improvements") or []) <= set(cand.get("improvements") or [])
+            and float(cand.get("pass_rate") or 0.0) + 1e-12 >= float(winner.get("pass_rate") or 0.0))
+
+
+def _build(repo: Repo, record: dict, s: Settings, say: Callable[[str], None], parts: list, rationale: dict,
+           observations: list[str], extra: dict) -> dict | None:
+    """Propose `parts` on the cycle's base, gate it and add it to the candidates (None: not built)."""
+    from aevolve._evolve.bundle import propose_parts
+
+    branch, commit, why = propose_parts(repo, record["base"], parts, {**rationale, "evidence": observations})
+    if branch is None and why.startswith(DUPLICATE_PREFIX):
+        known = why.removeprefix(DUPLICATE_PREFIX).strip()
+        if any(c.get("branch") == known for c in record["candidates"]):  # the same tree as a candidate: gated
+            say(f"  {extra.get('group') or 'built'} candidate: {why}")
+            return None
+        branch, commit = known, repo.ref_target(f"refs/heads/{known}")  # built before a kill: gate it now
+    cand = {"plan": None, "evolver": "patch", "observations": observations, **extra}
+    if branch is None or commit is None:
+        cand.update(outcome="failed" if why else "nothing", reason=why)
+        record["candidates"].append(cand)
+        write_record(repo, record)
+        return None
+    cand.update(outcome="proposed", branch=branch, commit=commit)
+    record["candidates"].append(cand)
+    _gate_one(repo, record, cand, s)
+    what = "merge" if extra.get("merge_of") else "without " + ", ".join(extra.get("without") or [])
+    say(f"  gate {branch} ({what}): {cand['outcome']} ({len(cand.get('improvements') or [])} fixed, "
+        f"{len(cand.get('regressions') or [])} regressed)")
+    write_record(repo, record)
+    return cand
+
+
+def _promote_choice(repo: Repo, record: dict, push: str | None = None) -> None:
     from aevolve._promote.promote import promote
+    from aevolve._remote.publish import publish_promotion
 
     choice = record.get("choice") or {}
     winner = _winner(record)
@@ -398,7 +606,10 @@ def _promote_choice(repo: Repo, record: dict) -> None:
         return
     branch = winner["branch"]
     try:
-        promote(repo, branch)  # nothing to do when a killed run already promoted it
+        if push:  # promoted onto the remote's main and pushed in one atomic push; the local main follows
+            publish_promotion(repo, branch, push)
+        else:
+            promote(repo, branch)  # nothing to do when a killed run already promoted it
     except AevolveError as exc:
         choice.update(promoted=False, why=f"{choice.get('why')}; promotion failed: {exc}")
         winner["outcome"] = "lost"
@@ -408,3 +619,52 @@ def _promote_choice(repo: Repo, record: dict) -> None:
     promoted = repo.is_ancestor(target, main) or repo.is_ancestor(winner["commit"], main)
     choice["promoted"] = promoted
     winner["outcome"] = "promoted" if promoted else "lost"
+
+
+# -- after the choice: pruning and publishing ---------------------------------------------------
+
+
+def _prune_done(repo: Repo, record: dict, push: str | None, say: Callable[[str], None]) -> list[str]:
+    """Delete this cycle's candidate branches that `aevolve prune` would delete (promoted or
+    rejected), judged by its rules; locally, and on `push` too. Their gate notes stay, and
+    the cycle record keeps what the next cycle's evolvers learn from them."""
+    from aevolve._git.repo import ZERO
+    from aevolve._remote import prune as prune_mod
+
+    mine = {c["branch"] for c in record.get("candidates") or []
+            if c.get("branch") and c.get("outcome") in ("promoted", "rejected")}
+    if not mine:
+        return []
+    try:
+        judged = prune_mod.prune(repo, dry_run=True, remote=push)
+    except AevolveError as exc:
+        say(f"  prune: skipped ({exc})")
+        return []
+    local = [p for p in judged.deleted if p.ref.removeprefix("refs/heads/") in mine]
+    if local:
+        repo.transaction([(p.ref, ZERO, p.tip) for p in local])
+    gone = [p.ref.removeprefix("refs/heads/") for p in local]
+    if push:
+        from aevolve._state.gitsetup import tracking_ref
+
+        base = tracking_ref(push, "refs/heads/")
+        remote = [p for p in judged.deleted if p.ref.startswith(base) and p.ref.removeprefix(base) in mine]
+        if remote:
+            try:
+                prune_mod._delete_on_remote(repo, push, "evolve/", f"{base}evolve/", remote)
+                gone += [f"{push}/{p.ref.removeprefix(base)}" for p in remote]
+            except AevolveError as exc:
+                say(f"  prune on {push}: {exc}")
+    if gone:
+        say(f"  pruned {len(gone)} branch(es) (promoted or rejected; their notes stay)")
+    return gone
+
+
+def _publish_records(repo: Repo, remote: str, say: Callable[[str], None]) -> None:
+    """Push refs/aevolve/cycles (fast-forward only: never over another loop's records)."""
+    from aevolve._evolve.records import CYCLES_REF
+    from aevolve._remote.publish import push
+
+    outcome = push(repo, remote, [f"{CYCLES_REF}:{CYCLES_REF}"])
+    if not outcome.ok:
+        say(f"cycle records not published to {remote}: {outcome.summary}")

@@ -43,12 +43,16 @@ class Runs:
     graded: dict[Job, Graded] = field(default_factory=dict)
     started: int = 0
     cached: int = 0
+    shared: int = 0  # of the cached runs, those read from the runs notes (made by another clone)
     notices: list[str] = field(default_factory=list)  # e.g. a materialized tree found modified and rebuilt
 
 
 def execute(repo, plan: list[Job], exams: dict[str, Exam], *, jobs: int = 1, use_cache: bool = True,
-            progress: bool = False) -> Runs:
-    """Run and grade every job of `plan`; raises GateError when something cannot be judged."""
+            progress: bool = False, share: list | None = None) -> Runs:
+    """Run and grade every job of `plan`; raises GateError when something cannot be judged.
+
+    Lookup order: the SQLite cache, then the runs notes other clones shared, then a
+    runner. The fresh runs worth sharing are appended to `share` (shared_runs.Shared)."""
     from aevolve._gate.materialize import MaterializedTree
     from aevolve._gate.results_cache import ResultsCache
 
@@ -71,11 +75,25 @@ def execute(repo, plan: list[Job], exams: dict[str, Exam], *, jobs: int = 1, use
         by_key.setdefault(key_of(job), []).append(job)
     timed = {k for k, js in by_key.items() if any(is_timed(cases[j.exam][j.case]) for j in js)}
 
+    def digest_of(key: Key) -> str:
+        return exams[by_key[key][0].exam].digest
+
     cache = ResultsCache(repo, enabled=use_cache)
     try:
-        known = cache.get_many(sorted(set(by_key) - timed))
+        wanted = sorted(set(by_key) - timed)
+        known = cache.get_many(wanted)
+        if use_cache:  # the local cache missed: another clone may have made the run (shared_runs)
+            shared = _shared(repo, {k: digest_of(k) for k in wanted if k not in known})
+            cache.put_many(list(shared.items()))
+            known.update(shared)
+            out.shared = len(shared)
         fresh = _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out)
-        cache.put_many([(k, run) for k, run in fresh if k not in timed and run.error_kind != "tampered"])
+        kept = [(k, run) for k, run in fresh if k not in timed and run.error_kind != "tampered"]
+        cache.put_many(kept)
+        if share is not None:
+            from aevolve._gate.shared_runs import Shared
+
+            share += [Shared(k, digest_of(k), run.to_dict()) for k, run in kept if run.status == "ok"]
     finally:
         cache.close()
         for guard in guards.values():  # release each tree's lock now, not when freed (gc waits on it)
@@ -87,6 +105,14 @@ def execute(repo, plan: list[Job], exams: dict[str, Exam], *, jobs: int = 1, use
 
 
 CUT_SHOWN = 10
+
+
+def _shared(repo, wanted: dict[Key, str]) -> dict:
+    """Key -> RunResult read from the runs notes (shared_runs), for keys the local cache missed."""
+    from aevolve._gate.runner import RunResult
+    from aevolve._gate.shared_runs import lookup
+
+    return {k: RunResult.from_dict(result, cached=True) for k, result in lookup(repo, wanted).items()}
 
 
 def _cut_notice(out: Runs, exams: dict[str, Exam]) -> str:

@@ -151,25 +151,37 @@ def gate(repo, candidate: str, *, base: str = "main", jobs: int | None = None,
                 if shard is not None:
                     raise UsageError(f"{candidate} has {len(chain)} commits on top of {base}; gate it whole "
                                      "(or squash it) before sharding: a shard judges one transition")
-                report = judge(repo, parent, sha, jobs=jobs, use_cache=use_cache, progress=progress)
-                store_report(repo, report.to_dict())
+                made: list = []
+                report = judge(repo, parent, sha, jobs=jobs, use_cache=use_cache, progress=progress, share=made)
+                store_report(repo, report.to_dict(), _runs_notes(repo, made, parent))
                 if not report.accepted:
                     report.reasons.insert(0, f"commit {n} of {len(chain)} on top of {base} ({sha[:12]}) "
                                              "was not accepted, so the ones after it were not gated")
                     return report
             parent = sha
-    report = judge(repo, parent, cand_sha, jobs=jobs, shard=shard, use_cache=use_cache, progress=progress)
-    if write_note and shard is None:
-        store_report(repo, report.to_dict())
+    made = []
+    report = judge(repo, parent, cand_sha, jobs=jobs, shard=shard, use_cache=use_cache, progress=progress,
+                   share=made)
+    if write_note and shard is None:  # a shard publishes no runs: the next shard's plan must not move
+        store_report(repo, report.to_dict(), _runs_notes(repo, made, parent))
     return report
 
 
+def _runs_notes(repo, made: list, baseline: str) -> list:
+    """The runs-notes changes that publish the runs a gate made (shared_runs)."""
+    from aevolve._gate.shared_runs import note_changes
+
+    return note_changes(repo, made, baseline) if made else []
+
+
 def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[int, int] | None = None,
-          use_cache: bool = True, progress: bool = False) -> GateReport:
-    """The verdict on one transition base -> cand (nothing is written)."""
+          use_cache: bool = True, progress: bool = False, share: list | None = None) -> GateReport:
+    """The verdict on one transition base -> cand (nothing is written; the runs worth
+    publishing are appended to `share`)."""
     from aevolve._errors import GateError
-    from aevolve._gate.cases import content_hash, select_shard
+    from aevolve._gate.cases import content_hash
     from aevolve._gate.execute import execute
+    from aevolve._gate.shards import plan_for
 
     started = time.perf_counter()
     t = read_transition(repo, base, cand)
@@ -179,10 +191,12 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
                         "nothing could be judged. Add cases under evals/, or set gate.allow_empty: true "
                         "to accept changes without an exam")
     static = static_checks(repo, t)
-    cases = select_shard(exam.cases, shard)
+    split = plan_for(repo, exam, shard[1], t.base_tree) if shard else None
+    cases = split.select(exam.cases, shard[0]) if split and shard else exam.cases
     jobs = max(1, int(jobs or exam.cfg["gate"].get("jobs") or 1))
-    plan = [] if static else _plan(t, cases, shard)
-    runs = execute(repo, plan, {"exam": exam, "old": t.old}, jobs=jobs, use_cache=use_cache, progress=progress)
+    plan = [] if static else _plan(t, cases, shard, split)
+    runs = execute(repo, plan, {"exam": exam, "old": t.old}, jobs=jobs, use_cache=use_cache, progress=progress,
+                   share=share)
     keep = Keep.of(repo, exam, base)
     entries, errors = _entries(cases, runs, exam, keep=keep)
     entries = _remeasure(repo, t, entries, runs, jobs, keep)
@@ -196,11 +210,11 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
         static=static, summary=summary, policy=exam.policy,
         suite={"cases": len(exam.cases), "hash": content_hash(sorted((c.id, c.hash) for c in exam.cases)),
                "runner": exam.runner.hash, "max_output_bytes": exam.runner.max_output_bytes},
-        shard={"index": shard[0], "count": shard[1]} if shard else None,
+        shard={"index": shard[0], "count": shard[1], "plan": split.digest} if shard and split else None,
         timings={"total_s": round(time.perf_counter() - started, 3), "runs_started": runs.started,
-                 "runs_cached": runs.cached, "jobs": jobs},
+                 "runs_cached": runs.cached, "runs_shared": runs.shared, "jobs": jobs},
         created=_now(), exam_digest=t.old.digest, change=t.kind,
-        exam_change=_exam_change(t, runs, shard) if t.new else None,
+        exam_change=_exam_change(t, runs, shard, split) if t.new else None,
         approvals=_approval_record(repo, t), notices=runs.notices,
     )
 
@@ -225,16 +239,19 @@ def _holdout(repo, t: Transition, runs, jobs: int, use_cache: bool, decision: st
     return decision, reasons, section
 
 
-def _plan(t: Transition, cases, shard) -> list:
-    from aevolve._gate.cases import select_shard
+def _plan(t: Transition, cases, shard, split) -> list:
     from aevolve._gate.execute import Job
 
     trees = {"baseline": t.base_tree, "candidate": t.cand_tree}
     plan = [Job(side, trees[side], "exam", c.id, rep) for c in cases for side in SIDES for rep in range(c.repeat)]
     if t.new:  # the old exam on the baseline, to show what the new exam judges differently
         plan += [Job("old-exam", trees["baseline"], "old", c.id, rep)
-                 for c in select_shard(t.old.cases, shard) for rep in range(c.repeat)]
+                 for c in _in_shard(t.old.cases, shard, split) for rep in range(c.repeat)]
     return plan
+
+
+def _in_shard(cases: list, shard, split) -> list:
+    return split.select(cases, shard[0]) if shard and split else cases
 
 
 @dataclass(frozen=True)
@@ -455,9 +472,8 @@ def _approval_decision(repo, t: Transition) -> tuple[str, list[str]]:
     return "accept", lines
 
 
-def _exam_change(t: Transition, runs, shard) -> dict:
+def _exam_change(t: Transition, runs, shard, split=None) -> dict:
     """Per case, what the new exam adds, removes and judges differently on the baseline's state."""
-    from aevolve._gate.cases import select_shard
     from aevolve._gate.execute import Job
 
     assert t.new is not None  # only asked for a change of the exam
@@ -468,8 +484,8 @@ def _exam_change(t: Transition, runs, shard) -> dict:
             return None
         return sum(g.ok for g in results) / len(results) >= case.threshold - 1e-12
 
-    old = {c.id: c for c in select_shard(t.old.cases, shard)}
-    new = {c.id: c for c in select_shard(t.new.cases, shard)}
+    old = {c.id: c for c in _in_shard(t.old.cases, shard, split)}
+    new = {c.id: c for c in _in_shard(t.new.cases, shard, split)}
     added, removed, changed, unchanged = [], [], [], 0
     for cid in sorted(set(old) | set(new)):
         before = passes("old", "old-exam", old[cid]) if cid in old else None
@@ -524,13 +540,16 @@ def collect(repo, reports: list[dict], *, write_note: bool = True) -> GateReport
                            + ("; " if missing and extra else "")
                            + (f"not in the exam {', '.join(map(str, extra[:10]))}" if extra else ""))
     policy = t.exam.policy
-    cases = [judge_case(dict(c), policy["significance"]) for c in sorted(cases, key=lambda c: c["id"])]
+    order = {c.id: n for n, c in enumerate(t.exam.cases)}  # the unsharded gate's order (regressions too)
+    cases = [judge_case(dict(c), policy["significance"])
+             for c in sorted(cases, key=lambda c: (order.get(c["id"], len(order)), str(c["id"])))]
     errors = [e for rep in reports for e in rep.get("errors") or []]
     decision, reasons, summary = _decide(repo, t, cases, errors, static, None, len(expected))
     summary["warnings"] = sorted({w for rep in reports for w in (rep.get("summary") or {}).get("warnings", [])})
     timings = {"total_s": round(sum((r.get("timings") or {}).get("total_s", 0) for r in reports), 3),
                "runs_started": sum((r.get("timings") or {}).get("runs_started", 0) for r in reports),
                "runs_cached": sum((r.get("timings") or {}).get("runs_cached", 0) for r in reports),
+               "runs_shared": sum((r.get("timings") or {}).get("runs_shared", 0) for r in reports),
                "shards": count}
     report = GateReport(
         candidate=t.cand, baseline=t.base, decision=decision, reasons=reasons,
@@ -574,6 +593,11 @@ def _check_shards(reports: list[dict]) -> tuple[dict, int]:
         raise InvalidInput("the shard reports name no candidate or baseline commit")
     if len(counts) != 1:
         raise InvalidInput(f"shard reports disagree on the number of shards: {sorted(counts, key=str)}")
+    plans = {str(rep["shard"].get("plan")) for rep in reports}
+    if len(plans) != 1:
+        raise InvalidInput("the shards split the cases differently (each plans from the run durations in its "
+                           "clone's refs/notes/aevolve-runs): run `aevolve sync` in every shard's clone before "
+                           "gating, and gate the shards again")
     count = counts.pop()
     missing = sorted(set(range(1, count + 1)) - set(seen)) if isinstance(count, int) else [1]
     if missing:

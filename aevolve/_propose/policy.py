@@ -190,7 +190,48 @@ def _edited(old: bytes | bytearray | None, edit) -> tuple[bytes | str | None, st
         if not edit.records or not all(isinstance(r, dict) for r in edit.records):
             return "append-jsonl needs a non-empty list of JSON objects", ""
         return b"", "".join(dump_jsonl_record(r) + "\n" for r in edit.records)
-    return f"unknown operation {edit.op!r} (write, delete or append-jsonl)", ""
+    if edit.op == "append":
+        return _appended(old, edit)
+    if edit.op == "replace":
+        return _replaced(old, edit)
+    return f"unknown operation {edit.op!r} (write, delete, append-jsonl, append or replace)", ""
+
+
+def _as_text(old: bytes | bytearray | None) -> str | None:
+    try:
+        return bytes(old or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _appended(old: bytes | bytearray | None, edit) -> tuple[bytes | str | None, str]:
+    """The file (a new one when missing) with `content` at its end, on a line of its own."""
+    if not isinstance(edit.content, str) or not edit.content:
+        return "an append needs non-empty text content", ""
+    text = _as_text(old)
+    if text is None:
+        return "the file is not UTF-8 text; append adds text to text files only", ""
+    joiner = "\n" if text and not text.endswith("\n") else ""
+    return (text + joiner + edit.content).encode("utf-8", "surrogatepass"), edit.content
+
+
+def _replaced(old: bytes | bytearray | None, edit) -> tuple[bytes | str | None, str]:
+    """The file with the one occurrence of `old` replaced by `content`; refused unless
+    `old` is found exactly once (an edit must not land somewhere the evolver did not see)."""
+    if not isinstance(edit.old, str) or not edit.old:
+        return "a replace needs the exact text to replace (old)", ""
+    if not isinstance(edit.content, str):
+        return "a replace needs the new text (content; empty to remove the span)", ""
+    if old is None:
+        return "no such file at the base to replace text in", ""
+    text = _as_text(old)
+    if text is None:
+        return "the file is not UTF-8 text; replace changes text files only", ""
+    found = text.count(edit.old)
+    if found != 1:
+        return (f"the text to replace (old) is found {found} times in the file; it must be found exactly once "
+                "(quote more of the surrounding text, exactly as it is)"), ""
+    return text.replace(edit.old, edit.content, 1).encode("utf-8", "surrogatepass"), edit.content
 
 
 # -- checking: may these changes be written? ---------------------------------------

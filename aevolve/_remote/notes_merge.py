@@ -220,6 +220,22 @@ def _canonical(item: dict) -> str:
     return json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+# -- shared runs (refs/notes/aevolve-runs) ------------------------------------------------
+
+
+def runs_pick(sides: Sides) -> tuple[bytes, NoteChoice]:
+    """The union of both sides' batches of runs (each batch kept whole, so its signature
+    still checks), in the canonical order every clone writes."""
+    from aevolve._gate.shared_runs import union
+
+    data = union(sides.local, sides.remote)
+    if data == sides.remote:
+        return sides.remote, NoteChoice(sides.commit, "remote", "the remote holds every run")
+    if data == sides.local:
+        return sides.local, NoteChoice(sides.commit, "local", "this clone holds every run")
+    return data, NoteChoice(sides.commit, "union", "the runs of both")
+
+
 # -- display notes (`git log`'s one-line verdicts) ----------------------------------------
 
 

@@ -4,8 +4,9 @@
    nothing else, and nothing is committed.
 2. Fetch main, the evolution branches, the gate and approval notes and the
    observations into remote-tracking copies (`fetch.py`).
-3. Merge the notes and the observations into the local refs (a union, each ref
-   moved by compare-and-swap; `notes_merge.py`, `observations_merge.py`).
+3. Merge the notes (gate notes, approvals, display lines, shared runs) and the
+   observations into the local refs (a union, each ref moved by compare-and-swap;
+   `notes_merge.py`, `observations_merge.py`).
 4. Fast-forward the local main to the remote's when the local one holds nothing
    unpublished (a checkout of main follows, as promotion moves it); otherwise
    leave it and say exactly which local commits are unpublished.
@@ -16,11 +17,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from aevolve._errors import DirtyCheckout, RefMoved
+from aevolve._gate.shared_runs import RUNS_REF
 from aevolve._git.notes import LOG_REF
 from aevolve._git.reader import GitReader
 from aevolve._git.repo import APPROVALS_REF, NOTES_REF, Repo
 from aevolve._remote.fetch import Fetched, check_remote, default_remote, fetch
-from aevolve._remote.notes_merge import LogPick, NotesMerge, ReportPick, approvals_pick, merge_notes
+from aevolve._remote.notes_merge import LogPick, NotesMerge, ReportPick, approvals_pick, merge_notes, runs_pick
 from aevolve._remote.observations_merge import ObservationsMerge, merge_observations
 
 MAIN_ATTEMPTS = 5
@@ -58,19 +60,22 @@ class SyncResult:
     configured: list[str] = field(default_factory=list)  # "key = value" lines written to .git/config
     branches: list[str] = field(default_factory=list)  # the remote's evolution branches (remote-tracking refs)
     log: NotesMerge | None = None  # the display notes (refs/notes/aevolve-log)
+    runs: NotesMerge | None = None  # the shared run results (refs/notes/aevolve-runs)
 
     @property
     def changed(self) -> bool:
         """Did any local ref or setting change?"""
         parts: list[MainSync | NotesMerge | ObservationsMerge] = [self.main, self.notes, self.approvals,
-                                                                 self.observations, *([self.log] if self.log else [])]
+                                                                 self.observations, *([self.log] if self.log else []),
+                                                                 *([self.runs] if self.runs else [])]
         return bool(self.configured) or any(part.changed for part in parts)
 
     def to_dict(self) -> dict:
         return {"remote": self.remote, "changed": self.changed, "configured": self.configured,
                 "main": self.main.to_dict(), "notes": self.notes.to_dict(), "approvals": self.approvals.to_dict(),
                 "observations": self.observations.to_dict(), "branches": self.branches,
-                "log": self.log.to_dict() if self.log else None}
+                "log": self.log.to_dict() if self.log else None,
+                "runs": self.runs.to_dict() if self.runs else None}
 
 
 def sync(repo: Repo, remote: str | None = None, *, main: str = "main") -> SyncResult:
@@ -80,7 +85,7 @@ def sync(repo: Repo, remote: str | None = None, *, main: str = "main") -> SyncRe
     remote), GitCommandFailed (the fetch failed: nothing changed), RefMoved (a
     ref kept moving under a merge).
     """
-    from aevolve._state.gitsetup import setup
+    from aevolve._state.gitsetup import setup, tracking_ref
 
     main_ref = main if main.startswith("refs/") else f"refs/heads/{main}"
     name = remote or default_remote(repo, main_ref)
@@ -91,9 +96,10 @@ def sync(repo: Repo, remote: str | None = None, *, main: str = "main") -> SyncRe
         notes = merge_notes(repo, NOTES_REF, fetched.notes, ReportPick(reader, fetched.main))
         log = merge_notes(repo, LOG_REF, fetched.log, LogPick(reader, fetched.main))
     approvals = merge_notes(repo, APPROVALS_REF, fetched.approvals, approvals_pick)
+    runs = merge_notes(repo, RUNS_REF, repo.ref_target(tracking_ref(name, RUNS_REF)), runs_pick)
     observations = merge_observations(repo, fetched.observations)
     return SyncResult(name, _sync_main(repo, main_ref, fetched), notes, approvals, observations,
-                      configured, sorted(fetched.branches), log)
+                      configured, sorted(fetched.branches), log, runs)
 
 
 def merge_fetched_notes(repo: Repo) -> list[NotesMerge]:
@@ -107,7 +113,7 @@ def merge_fetched_notes(repo: Repo) -> list[NotesMerge]:
         for remote in repo.remotes():
             remote_main = repo.ref_target(f"refs/remotes/{remote}/main")
             for ref, pick in ((NOTES_REF, ReportPick(reader, remote_main)), (LOG_REF, LogPick(reader, remote_main)),
-                              (APPROVALS_REF, approvals_pick)):
+                              (APPROVALS_REF, approvals_pick), (RUNS_REF, runs_pick)):
                 tip = repo.ref_target(tracking_ref(remote, ref))
                 if tip is not None:
                     merged = merge_notes(repo, ref, tip, pick)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from aevolve._errors import AevolveError, RefMoved
@@ -33,15 +34,23 @@ def same_verdict(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in VERDICT_KEYS) and cases(a) == cases(b)
 
 
-def store_report(repo: Repo, report: dict) -> bool:
-    """Redact, sign and note `report` on its candidate. False (nothing written) when
-    the note there already gives the same verdict: re-gating never churns notes."""
+# (notes ref, annotated object, its new note from the current one): notes written with a verdict
+NoteChange = tuple[str, str, Callable[[bytes | None], bytes]]
+
+
+def store_report(repo: Repo, report: dict, more: Sequence[NoteChange] = ()) -> bool:
+    """Redact, sign and note `report` on its candidate, with the notes `more` changes (the
+    runs the gate made) in the same transaction. False (no verdict written) when the
+    note there already gives the same verdict: re-gating never churns notes; `more`
+    is then written alone."""
     existing = read_gate_report(repo, report["candidate"])
     if existing is not None and same_verdict(existing, report) and not _would_sign_better(repo, existing):
+        if more:
+            write_verdict(repo, None, b"", [], more=more)
         return False
     finished = finish_report(repo, report)
     pause("gate-note")
-    write_verdict(repo, report["candidate"], dump_report(finished), [verdict_line(finished)])
+    write_verdict(repo, report["candidate"], dump_report(finished), [verdict_line(finished)], more=more)
     return True
 
 
@@ -76,18 +85,27 @@ def log_commit(repo: Repo, parent: str | None, lines: dict[str, list[str]]) -> s
     return tip
 
 
-def write_verdict(repo: Repo, commit: str, data: bytes, lines: list[str], attempts: int = 50) -> None:
-    """The JSON note of `commit` and its display lines, in one transaction (retried,
-    re-reading both refs, while a parallel writer moves either)."""
+def write_verdict(repo: Repo, commit: str | None, data: bytes, lines: list[str], attempts: int = 50,
+                  more: Sequence[NoteChange] = ()) -> None:
+    """The JSON note of `commit` and its display lines, and the notes `more` changes, in one
+    transaction (retried, re-reading every ref, while a parallel writer moves any);
+    `commit` None writes only `more`."""
     from aevolve._git.repo import ZERO
 
     for attempt in range(attempts):
         txn = repo.begin_transaction()  # opened before reading the refs: see promote._move
         try:
-            notes_old, log_old = repo.ref_target(NOTES_REF), repo.ref_target(LOG_REF)
-            notes_new = str(repo.note_commit(commit, data, notes_old))
-            log_new = log_commit(repo, log_old, {commit: lines})
-            txn.prepare([(NOTES_REF, notes_new, notes_old or ZERO), (LOG_REF, log_new or ZERO, log_old or ZERO)])
+            updates: list[tuple[str, str, str | None]] = []
+            if commit is not None:
+                notes_old, log_old = repo.ref_target(NOTES_REF), repo.ref_target(LOG_REF)
+                notes_new = str(repo.note_commit(commit, data, notes_old))
+                log_new = log_commit(repo, log_old, {commit: lines})
+                updates += [(NOTES_REF, notes_new, notes_old or ZERO), (LOG_REF, log_new or ZERO, log_old or ZERO)]
+            updates += _more_updates(repo, more)
+            if not updates:  # only `more`, and every note already held it
+                txn.abort()
+                return
+            txn.prepare(updates)
             txn.commit()
             return
         except RefMoved:
@@ -95,8 +113,26 @@ def write_verdict(repo: Repo, commit: str, data: bytes, lines: list[str], attemp
         except BaseException:
             txn.abort()
             raise
-    raise RefMoved(f"could not write the gate note on {commit[:12]}: {NOTES_REF} kept moving; "
-                   "nothing was written, gate again")
+    what = f"the gate note on {commit[:12]}" if commit else "the runs notes"
+    raise RefMoved(f"could not write {what}: the notes refs kept moving; nothing was written, gate again")
+
+
+def _more_updates(repo: Repo, more: Sequence[NoteChange]) -> list[tuple[str, str, str | None]]:
+    """(ref, new, old) for each notes ref `more` changes (none when nothing changes)."""
+    from aevolve._git.repo import ZERO
+
+    out: list[tuple[str, str, str | None]] = []
+    for ref in dict.fromkeys(ref for ref, _obj, _change in more):
+        old = repo.ref_target(ref)
+        tip = old
+        for _ref, obj, change in (m for m in more if m[0] == ref):
+            before = repo.note_at(tip, obj)
+            after = change(before)
+            if after != before:
+                tip = str(repo.note_commit(obj, after, tip, ref))
+        if tip != old and tip is not None:
+            out.append((ref, tip, old or ZERO))
+    return out
 
 
 def _would_sign_better(repo: Repo, existing: dict) -> bool:

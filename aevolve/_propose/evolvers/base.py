@@ -14,13 +14,16 @@ if TYPE_CHECKING:
 class Edit:
     """One change to the state. Paths are untrusted until the policy has checked them."""
 
-    op: Literal["write", "delete", "append-jsonl"]
+    op: Literal["write", "delete", "append-jsonl", "append", "replace"]
     path: str
-    content: str | None = None  # write
+    content: str | None = None  # write (the whole file), append (text to add), replace (the new text)
     records: list[dict] | None = None  # append-jsonl
+    old: str | None = None  # replace: the exact text to replace, found once in the file
 
     def to_dict(self) -> dict:
         out: dict = {"op": self.op, "path": self.path}
+        if self.old is not None:
+            out["old"] = self.old
         if self.content is not None:
             out["content"] = self.content
         if self.records is not None:
@@ -29,7 +32,8 @@ class Edit:
 
     @classmethod
     def from_dict(cls, data: dict) -> Edit:
-        return cls(op=data["op"], path=data["path"], content=data.get("content"), records=data.get("records"))
+        return cls(op=data["op"], path=data["path"], content=data.get("content"), records=data.get("records"),
+                   old=data.get("old"))
 
 
 @dataclass

@@ -111,7 +111,8 @@ class OpenAIEvolver:
         client = llm.make_client(settings, total=_total_timeout(ctx.config or {}))
         request_extra = {"seed": int(ctx.seed)}  # seed 0 too: an unsent seed and seed 0 must not look alike
         try:
-            answer = _chat(client, settings, messages, schemas.schema("proposal"), repair_budget, request_extra)
+            answer = _chat(client, settings, messages, schemas.schema("proposal"), repair_budget, request_extra,
+                           view.check_writes)
         finally:
             client.openai.close()
         proposal = Proposal.from_dict(answer.data)
@@ -120,10 +121,18 @@ class OpenAIEvolver:
         return proposal
 
 
-def _chat(client, settings, messages, schema, repair_budget, extra):
+def _chat(client, settings, messages, schema, repair_budget, extra, check_writes=None):
     # a seed goes with every request of this proposal (diverse candidates stay reproducible)
+    by_schema = llm.schema_validator("proposal")
+
+    def validate(data) -> list[str]:
+        # a write over a file the model saw cut would drop what it never saw: refused, and the
+        # repair round tells it to use replace or append instead
+        problems = by_schema(data)
+        return problems if problems or check_writes is None else check_writes(data)
+
     return llm.chat_json(client, settings.model, messages, schema, settings=settings, schema_name="proposal",
-                         validate=llm.schema_validator("proposal"), repair_budget=repair_budget, extra=extra)
+                         validate=validate, repair_budget=repair_budget, extra=extra)
 
 
 def _total_timeout(config: dict) -> float:
@@ -181,8 +190,12 @@ Answer with one JSON object that matches the JSON Schema `proposal` below and no
 - change: what you change, in which files.
 - expected_effect: which observations it should fix, and what must stay as it is.
 - evidence: the ids of the observations that support the change.
-- edits: `write` (path + the complete new content of the file), `delete` (path), \
-`append-jsonl` (path of a memory/*.jsonl file + records: JSON objects to append, each with a new unique "id").
+- edits: `replace` (path + old: an exact span of the file as shown to you, found exactly once + content: \
+its new text), `append` (path + content: text added at the end of the file, or a new file), \
+`append-jsonl` (path of a memory/*.jsonl file + records: JSON objects to append, each with a new unique "id"), \
+`write` (path + the complete content: only for a new file or a file shown to you whole; a file shown cut \
+[... truncated ...], a skill shown without its front matter or memory shown by its last records must be \
+changed with `replace` or `append`), `delete` (path).
 A skill is skills/<name>/SKILL.md: YAML front matter between `---` lines with `name` (equal to the folder \
 name; lowercase letters, digits, single hyphens) and `description` (1-1024 characters), then a Markdown body.
 
@@ -284,12 +297,36 @@ class StateView:
     def __init__(self, ctx: EvolveContext, failing: list[dict], hide: list[str]):
         self.ctx, self.state, self.failing, self.hide = ctx, ctx.state, failing, hide
         self.shown_ids: list[str] = []
+        self.whole: set[str] = set()  # files shown complete and unredacted: a `write` may replace them
+        self.cut: set[str] = set()  # files shown in part (clipped, redacted, a skill's body, memory's tail)
         self._words = _words(" ".join(
             _plain([o.get("task"), o.get("output"), o.get("feedback"), o.get("tags")]) for o in failing
         ))
 
     def _r(self, text) -> str:
         return redact(text if isinstance(text, str) else _plain(text), self.hide)
+
+    def _show(self, w: _Writer, path: str, block: str, cap: int | None = None, whole: bool = True) -> bool:
+        """Add a file's block; remember whether the model saw that file whole."""
+        if not w.add_clipped(block, cap):
+            return False
+        (self.whole if whole and w.parts[-1] == block else self.cut).add(path)
+        return True
+
+    def check_writes(self, data) -> list[str]:
+        """Why the answer's `write` edits may not be used: each replaces an existing file the
+        model was not shown whole (it would silently drop what it could not see)."""
+        edits = data.get("edits") if isinstance(data, dict) else None
+        out = []
+        for index, edit in enumerate(edits if isinstance(edits, list) else []):
+            path = edit.get("path") if isinstance(edit, dict) else None
+            if edit.get("op") != "write" or not isinstance(path, str) or path not in self.state.files \
+                    or path in self.whole or not self._evolvable(path):
+                continue  # what the policy refuses anyway, it names itself
+            seen = "shown to you cut or in part" if path in self.cut else "not shown to you"
+            out.append(f"/edits/{index}: a write would replace all of {path}, which was {seen}; change it with "
+                       "`replace` (an exact span you were shown) or `append` instead")
+        return out
 
     def render(self, budget: int) -> str:
         header = f"Base commit: {self.ctx.base}\nEvolvable layers: {', '.join(self.state.evolvable_layers())}\n"
@@ -353,7 +390,8 @@ class StateView:
         if not reports:
             return ""
         w = _Writer(limit)
-        if not w.add(f"# Gate reports of earlier rejected proposals ({len(reports)}, newest first)"):
+        if not w.add(f"# Gate reports of earlier proposals that were rejected or gained nothing "
+                     f"({len(reports)}, newest first)"):
             return ""
         per = max(300, min(2000, (limit - 80) // len(reports)))
         for shown, report in enumerate(reports):  # propose passes them newest first
@@ -397,7 +435,7 @@ class StateView:
         if not paths or not w.add(f"# Tools ({len(paths)} files)"):
             return ""
         for path in first:
-            w.add_clipped(f"## {path}\n{self._text(path)}")
+            self._show(w, path, f"## {path}\n{self._text(path)}", whole=self._unredacted(path))
         if others:
             w.add_clipped("other files: " + ", ".join(others))
         return w.text()
@@ -409,7 +447,7 @@ class StateView:
             return ""
         per = max(300, (limit - len(title) - 100) // len(paths))
         for shown, path in enumerate(paths):
-            if not w.add_clipped(f"## {path}\n{self._text(path)}", per):
+            if not self._show(w, path, f"## {path}\n{self._text(path)}", per, whole=self._unredacted(path)):
                 w.note(f"[... {len(paths) - shown} more files not shown: budget]")
                 break
         return w.text()
@@ -433,8 +471,8 @@ class StateView:
             w.add(f"[... {len(described) - listed} more skills not listed: budget]")
         with_body = [(path, body) for _s, _n, path, _d, body in described if path and body.strip()]
         shown = 0
-        for path, body in with_body:
-            if not w.add_clipped(f"## {path} (body)\n{self._r(body.strip())}", 1500):
+        for path, body in with_body:  # never whole: the front matter beyond the description is not shown
+            if not self._show(w, path, f"## {path} (body)\n{self._r(body.strip())}", 1500, whole=False):
                 break
             shown += 1
         if shown < len(with_body):
@@ -481,7 +519,8 @@ class StateView:
                 size += len(entry) + 1
             tail.reverse()
             head = f"## {path} (last {len(tail)} of {len(lines)} records)"
-            if not w.add_clipped("\n".join([head, *tail]), per):
+            whole = tail == lines and self._unredacted(path)  # every record, none clipped
+            if not self._show(w, path, "\n".join([head, *tail]), per, whole=whole):
                 w.note(f"[... {len(files) - shown} more memory files not shown: budget]")
                 break
         return w.text()
@@ -491,6 +530,19 @@ class StateView:
             return self._r(self.state.text(path)).rstrip()
         except Exception:
             return "(not readable as text)"
+
+    def _evolvable(self, path: str) -> bool:
+        from aevolve import _config as config_mod
+
+        layer = path.split("/", 1)[0]
+        return layer in self.state.evolvable_layers() and not config_mod.is_protected(path, self.ctx.config or {})
+
+    def _unredacted(self, path: str) -> bool:
+        try:
+            text = self.state.text(path)
+        except Exception:
+            return False
+        return self._r(text) == text  # a redacted file written whole would lose its real values
 
 
 def _plain(value) -> str:
