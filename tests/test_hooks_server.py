@@ -75,15 +75,16 @@ def remote_template(tmp_path_factory, build=build_remote):
     return root
 
 
-def copy_remote(template, dest, *extra):
-    """(bare, clone): a copy of `template`'s remote.git and clone (and its `extra` folders)
-    in `dest`, the clone's origin pointing at the copied remote."""
-    for name in ("remote.git", "clone", *extra):
+def copy_remote(template, dest, *extra, bare: str = "remote.git", clones: tuple = ("clone",)):
+    """(bare, *clones): copies of `template`'s bare remote and clones (and its `extra`
+    folders) in `dest`, each clone's origin pointing at the copied remote."""
+    for name in (bare, *clones, *extra):
         shutil.copytree(template / name, dest / name, symlinks=True)
-    bare, clone = dest / "remote.git", dest / "clone"
-    git(clone, "remote", "set-url", "origin", str(bare))
-    git(clone, "update-index", "-q", "--refresh")  # new inodes and ctimes: the index matches the files again
-    return bare, clone
+    remote = dest / bare
+    for name in clones:
+        git(dest / name, "remote", "set-url", "origin", str(remote))
+        git(dest / name, "update-index", "-q", "--refresh")  # new inodes and ctimes: the index matches again
+    return (remote, *(dest / name for name in clones))
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+from test_signing import make_key
 
 from aevolve._gate.run import gate
 from aevolve._gate.shared_runs import RUNS_REF, Shared, batches, dump, parse
@@ -17,13 +18,6 @@ from conftest import git, run_cli
 from gate_support import GateRepo, cases_yaml
 
 IDS = ["c0", "c1", "c2", "c3"]
-
-
-def _keygen(folder, name):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    subprocess.run(["ssh-keygen", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path), "-q"], check=True)
-    return path
 
 
 @pytest.fixture
@@ -152,7 +146,7 @@ def test_a_run_that_prints_a_secret_is_not_published(tmp_path, monkeypatch):
 
 def test_with_an_allowed_signers_list_only_runs_signed_by_a_listed_key_are_reused(team, tmp_path):
     g, alice, bob = team
-    key = _keygen(tmp_path / "keys", "ci")
+    key = make_key(tmp_path / "keys", "ci")
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f'ci@example.com namespaces="aevolve-runs" {(tmp_path / "keys" / "ci.pub").read_text()}')
     git(bob.workdir, "config", "aevolve.allowedSigners", str(allowed))
@@ -201,7 +195,7 @@ def test_runs_pick_is_the_same_union_on_both_sides():
 
 def test_a_clone_that_signs_verdicts_reuses_only_runs_it_signed_itself(team, tmp_path):
     g, alice, bob = team
-    key = _keygen(tmp_path / "keys", "ci")
+    key = make_key(tmp_path / "keys", "ci")
     git(bob.workdir, "config", "aevolve.signingKey", str(key))  # bob signs verdicts (CI), with no signers list
     gate(alice, "evolve/x")  # anyone with push access could have written these runs
     _publish(alice)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
+from test_hooks_server import copy_remote, remote_template
 
 from aevolve._git.notes import parse_report, write_gate_report
 from aevolve._git.repo import APPROVALS_REF, NOTES_REF, OBSERVATIONS_REF, Repo
 from aevolve._remote.sync import sync
 from aevolve._state.observations import load_observations, observe
 
-from conftest import git, isolated_git_env, make_state_repo, run_cli, verdict_for, write
+from conftest import git, make_state_repo, run_cli, verdict_for, write
 
 
 def _build(root):
@@ -27,22 +27,13 @@ def _build(root):
 
 @pytest.fixture(scope="module")
 def _template(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sync-template")
-    with isolated_git_env(tmp_path_factory):
-        _build(root)
-    return root
+    return remote_template(tmp_path_factory, _build)
 
 
 @pytest.fixture
 def team(_template, tmp_path):
     """(origin, alice, bob): a bare origin with the server hook and two clones of it."""
-    for name in ("origin.git", "alice", "bob"):
-        shutil.copytree(_template / name, tmp_path / name, symlinks=True)
-    origin = tmp_path / "origin.git"
-    for name in ("alice", "bob"):
-        git(tmp_path / name, "remote", "set-url", "origin", str(origin))
-        git(tmp_path / name, "update-index", "-q", "--refresh")
-    return origin, tmp_path / "alice", tmp_path / "bob"
+    return copy_remote(_template, tmp_path, bare="origin.git", clones=("alice", "bob"))
 
 
 def commit(clone, files: dict, message: str, branch: str | None = None) -> str:

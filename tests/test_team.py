@@ -5,18 +5,18 @@ and name proposals by their id."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
 import pytest
+from test_hooks_server import copy_remote, remote_template
 
 from aevolve._git.notes import LOG_REF, parse_report
 from aevolve._git.repo import MAIN, NOTES_REF, Repo
 from aevolve._remote import publish as publish_mod
 from aevolve._remote.publish import publish_promotion
 
-from conftest import SAMPLE_STATE, admissible, git, isolated_git_env, make_state_repo, run_cli, write
+from conftest import SAMPLE_STATE, admissible, git, make_state_repo, run_cli, write
 
 AGENT = """\
 import json, os, sys
@@ -41,22 +41,13 @@ def _build(root):
 
 @pytest.fixture(scope="module")
 def _template(tmp_path_factory):
-    root = tmp_path_factory.mktemp("team-template")
-    with isolated_git_env(tmp_path_factory):
-        _build(root)
-    return root
+    return remote_template(tmp_path_factory, _build)
 
 
 @pytest.fixture
 def team(_template, tmp_path):
     """(origin, alice, bob, carol): a bare origin with the server hook and three clones."""
-    for name in ("origin.git", *CLONES):
-        shutil.copytree(_template / name, tmp_path / name, symlinks=True)
-    origin = tmp_path / "origin.git"
-    for name in CLONES:
-        git(tmp_path / name, "remote", "set-url", "origin", str(origin))
-        git(tmp_path / name, "update-index", "-q", "--refresh")
-    return origin, tmp_path / "alice", tmp_path / "bob", tmp_path / "carol"
+    return copy_remote(_template, tmp_path, bare="origin.git", clones=CLONES)
 
 
 def remember(clone, branch: str, record_id: str, content: str, proposal: str | None = None) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
+
+from test_signing import make_key
 
 from aevolve._gate.run import gate
 from aevolve._gate.shared_runs import RUNS_REF, dump, lookup, parse
@@ -53,8 +54,7 @@ def test_a_forged_result_with_wrong_types_is_not_reused(tmp_path):
 def test_a_signed_batch_changed_after_signing_is_not_reused(tmp_path):
     g = _repo(tmp_path)
     keys = tmp_path / "keys"
-    keys.mkdir()
-    subprocess.run(["ssh-keygen", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(keys / "ci"), "-q"], check=True)
+    make_key(keys, "ci")
     allowed = tmp_path / "allowed"
     allowed.write_text(f"ci@example.com {(keys / 'ci.pub').read_text()}")
     git(g.path, "config", "aevolve.signingKey", str(keys / "ci"))
