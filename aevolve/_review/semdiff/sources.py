@@ -102,7 +102,8 @@ def tree_delta(repo: Repo, ta, tb, prefix: str, out: list) -> None:
     b = {e.name: e for e in tb} if tb is not None else {}
     for name in sorted(a.keys() | b.keys()):
         ea, eb = a.get(name), b.get(name)
-        if ea is not None and eb is not None and ea.id == eb.id and ea.filemode == eb.filemode:
+        if ea is not None and eb is not None and ea.id == eb.id \
+                and (ea.type_str == "tree" or ea.filemode == eb.filemode):  # filemode makes an enum: slow
             continue
         path = prefix + name
         sub_a = repo.tree(ea.id) if ea is not None and ea.type_str == "tree" else None
