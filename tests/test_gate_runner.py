@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aevolve._gate.materialize import CONCURRENT_CHANGE, materialize, trees_dir
 from aevolve._gate.run import gate
-from aevolve._gate.runner import RunnerConfig, RunResult, parse_stdout, run_once, tampered
+from aevolve._gate.runner import RunnerConfig, RunResult, read_stdout, run_once, tampered
 
 from conftest import alive, wait_until
 from gate_support import GateRepo, cases_yaml
@@ -43,6 +43,11 @@ def test_runner_gets_the_materialized_tree_its_case_and_input(tmp_path, state_re
     assert os.stat(seen["state"]).st_mode & 0o222 == 0  # read-only (mode bits: root ignores them)
     assert seen["prompt"] == (state_repo / "prompts/system.md").read_text()
     assert result.latency_ms > 0
+
+
+def parse_stdout(text: str) -> tuple:
+    printed = read_stdout(text)
+    return printed.output, printed.cost, printed.steps
 
 
 def test_plain_text_and_json_stdout():

@@ -126,12 +126,6 @@ class Printed:
     latency_ms: float | None = None  # the runner's own measurement, when it printed one
 
 
-def parse_stdout(text: str) -> tuple[str, float | None, list | None]:
-    """(output, cost, steps) from a runner's stdout (see read_stdout)."""
-    printed = read_stdout(text)
-    return printed.output, printed.cost, printed.steps
-
-
 def read_stdout(text: str) -> Printed:
     """A runner's stdout: one JSON object with "output" (and "cost", "steps",
     "latency_ms"), else plain text trimmed at both ends, as promptfoo's exec: provider
