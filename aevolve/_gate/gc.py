@@ -4,17 +4,19 @@
 `gc.keep_trees` most recently used and those unused for `gc.max_age_days`
 (never one a running gate holds: `materialize.remove_tree`), cache rows by the
 same rules (`results_cache.prune`), and packs git's loose objects (`pack_commands`).
-`maintain` is what the command line runs after a writing command: a cheap count,
-a prune only past twice the limits, and packing once LOOSE_LIMIT loose objects
-piled up (git's own threshold is far too high for a repository that writes a few
-objects per cycle). The limits are main's `aevolve.yaml`.
+It also drops runs notes (`refs/notes/aevolve-runs`) no gate can reuse any more
+(`prune_runs`). `maintain` is what the command line runs after a writing command:
+a cheap count, a prune only past twice the limits (the runs notes at most once a
+day), and packing once LOOSE_LIMIT loose objects piled up (git's own threshold is
+far too high for a repository that writes a few objects per cycle). The limits
+are main's `aevolve.yaml`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from aevolve._config import DEFAULTS
 from aevolve._git.repo import Repo
@@ -27,6 +29,8 @@ GC_AUTO = ["gc", "--auto", "--quiet"]
 _SAMPLE = [f"{i:02x}" for i in range(0, 256, 4)]  # objects/00, 04, ... fc: a quarter of the folders
 _HEX = frozenset("0123456789abcdef")
 _MIN_ROW_BYTES = 64  # less than any cached row takes (its key alone is longer)
+RUNS_ATTEMPTS = 20  # compare-and-swaps of the runs ref a prune tries while gates write notes
+RUNS_STAMP = "runs-gc"  # .git/aevolve/runs-gc: its mtime is the upkeep's last prune of the runs notes
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ class GcResult:
     cache_bytes: int = 0  # how much cache.sqlite shrank
     loose_before: int | None = None  # git's loose objects, before and after `git gc --auto`
     loose_after: int | None = None
+    runs_notes_removed: int = 0  # notes on refs/notes/aevolve-runs dropped (a dry run: that would be)
+    runs_bytes: int = 0  # the size of those notes
+    runs_notes_kept: int = 0
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)  # notes no gate can read, a prune that gave up
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,13 +91,21 @@ def limits(repo: Repo) -> Limits:
     return Limits.of(resolve(raw if isinstance(raw, dict) else {}))
 
 
-def collect(repo: Repo, lim: Limits, *, now: float | None = None) -> GcResult:
-    """`aevolve gc`: prune trees and cache rows to the limits, then pack every loose
-    object and let `git gc --auto` consolidate packs (`pack_commands`)."""
+def collect(repo: Repo, lim: Limits, *, now: float | None = None, dry_run: bool = False) -> GcResult:
+    """`aevolve gc`: prune trees, cache rows and runs notes to the limits, then pack
+    every loose object and let `git gc --auto` consolidate packs (`pack_commands`).
+    `dry_run` counts what would go and writes nothing."""
     now = time.time() if now is None else now
-    out = GcResult()
+    out = GcResult(dry_run=dry_run)
+    if dry_run:
+        plan_trees(repo, lim, now, out)
+        out.rows_removed = cache_rows_over(repo, lim, now)
+        prune_runs(repo, lim, now, out, dry_run=True)
+        out.loose_before = loose_objects(repo)
+        return out
     prune_trees(repo, lim, now, out)
     prune_cache(repo, lim, now, out, vacuum=True)
+    prune_runs(repo, lim, now, out)
     out.loose_before = loose_objects(repo)
     for args in pack_commands(repo, loose=out.loose_before):
         repo.run_git(["-c", "gc.autoDetach=false", *args], check=False)
@@ -122,6 +139,13 @@ def maintain(repo: Repo) -> GcResult | None:
         if over:
             out = out or GcResult()
             prune_cache(repo, lim, time.time(), out, vacuum=False)
+    if _runs_due(repo):
+        runs = GcResult()
+        prune_runs(repo, lim, time.time(), runs)
+        _stamp(repo)
+        if runs.runs_notes_removed:
+            out = out or GcResult()
+            out.runs_notes_removed, out.runs_bytes = runs.runs_notes_removed, runs.runs_bytes
     for args in pack_commands(repo):  # the user's gc.autoDetach applies
         repo.run_git(args, check=False)
     return out
@@ -262,3 +286,227 @@ def loose_objects(repo: Repo) -> int | None:
         if key.strip() == "count" and value.strip().isdigit():
             return int(value)
     return None
+
+
+# -- dry run ----------------------------------------------------------------------------
+
+
+def plan_trees(repo: Repo, lim: Limits, now: float, out: GcResult) -> None:
+    """What prune_trees would remove (a tree a running gate holds counts too: gc would skip it)."""
+    from aevolve._gate.materialize import folder_size, list_trees, trees_dir
+
+    if not trees_dir(repo).is_dir():
+        return
+    cutoff = now - lim.max_age_days * DAY_S
+    for rank, copy in enumerate(list_trees(repo)):
+        if rank < lim.keep_trees and copy.last_used >= cutoff:
+            out.trees_kept += 1
+        else:
+            out.trees_removed += 1
+            out.tree_bytes += folder_size(copy.path)
+
+
+def cache_rows_over(repo: Repo, lim: Limits, now: float) -> int:
+    """How many rows `results_cache.prune` would delete, read without writing the file."""
+    import sqlite3
+
+    from aevolve._gate.results_cache import TABLES
+    from aevolve._state.cache import cache_path
+
+    path = cache_path(repo)
+    if not path.exists():
+        return 0
+    cutoff, total = now - lim.max_age_days * DAY_S, 0
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        for table in TABLES:
+            try:
+                old, count = conn.execute(f"SELECT TOTAL(used < ?), COUNT(*) FROM {table}", (cutoff,)).fetchone()
+            except sqlite3.Error:  # no such table yet, an older cache without `used`, a corrupt file
+                continue
+            total += int(old) + max(0, count - int(old) - lim.max_cache_rows)
+    finally:
+        conn.close()
+    return total
+
+
+# -- runs notes (refs/notes/aevolve-runs) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunsNote:
+    tree: str  # the annotated tree
+    path: str  # in the notes tree (fanned out or flat)
+    oid: str
+    size: int
+
+
+@dataclass
+class RunsPlan:
+    drop: list[RunsNote] = field(default_factory=list)
+    kept: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def prune_runs(repo: Repo, lim: Limits, now: float, out: GcResult, *, dry_run: bool = False) -> None:
+    """Drop the runs notes no gate will reuse (`plan_runs`) in one notes commit, moved by
+    compare-and-swap: a gate that wrote a note meanwhile makes the plan start over from
+    its commit, so its runs are never lost. Local only: sync may bring a dropped note
+    back from a remote that still has it, and the next gc drops it again."""
+    from aevolve._errors import RefMoved
+    from aevolve._gate.shared_runs import RUNS_REF
+
+    for attempt in range(RUNS_ATTEMPTS):
+        tip = repo.ref_target(RUNS_REF)
+        if tip is None:
+            return
+        plan = plan_runs(repo, tip, lim, now, verb="would be dropped" if dry_run else "dropped")
+        if not dry_run and plan.drop:
+            tree = repo.build_tree(repo.tree(tip), {note.path: None for note in plan.drop})
+            message = f"aevolve: gc drops the runs notes of {len(plan.drop)} tree(s)\n"
+            try:
+                repo.update_ref(RUNS_REF, str(repo.commit(tree, [tip], message)), tip)
+            except RefMoved:
+                time.sleep(min(0.2, 0.005 * (attempt + 1)))
+                continue
+        out.runs_notes_removed += len(plan.drop)
+        out.runs_bytes += sum(note.size for note in plan.drop)
+        out.runs_notes_kept += plan.kept
+        out.warnings += plan.warnings
+        return
+    out.warnings.append(f"{RUNS_REF} kept moving while gc pruned it ({RUNS_ATTEMPTS} tries); "
+                        "nothing was dropped, run `aevolve gc` again")
+
+
+def plan_runs(repo: Repo, tip: str, lim: Limits, now: float, *, verb: str = "dropped") -> RunsPlan:
+    """Which runs notes of the notes commit `tip` go. A note stays while its tree is one a
+    gate will look up again (main's last `gc.keep_trees` first-parent commits, a live
+    evolve/* tip, local or remote-tracking) or while a batch was added to it within
+    `gc.max_age_days`. A note no gate can read (not JSON, no batch, over the size a gate
+    reads) goes whatever its tree, with a warning naming the tree."""
+    from aevolve._gate.shared_runs import MAX_NOTE_BYTES, parse
+
+    plan, live = RunsPlan(), live_trees(repo, lim.keep_trees)
+    cutoff = now - lim.max_age_days * DAY_S
+    history: dict[str, float] | None = None
+    for note in runs_notes(repo, tip):
+        if note.size > MAX_NOTE_BYTES:
+            plan.drop.append(note)
+            plan.warnings.append(f"the runs note of tree {note.tree} is {note.size} bytes, more than a gate reads "
+                                 f"({MAX_NOTE_BYTES}): {verb}")
+            continue
+        found = parse(repo.blob(note.oid))
+        if not found:
+            plan.drop.append(note)
+            plan.warnings.append(f"the runs note of tree {note.tree} holds no batch of runs (not JSON, or "
+                                 f"edited by hand): {verb}")
+            continue
+        if note.tree in live:
+            plan.kept += 1
+            continue
+        newest, undated = _newest(found, now)
+        if undated:  # made before batches carried a time: when the note was last written
+            history = _note_times(repo, tip) if history is None else history
+            newest = max(newest, history.get(note.tree, now))
+        if newest >= cutoff:
+            plan.kept += 1
+        else:
+            plan.drop.append(note)
+    return plan
+
+
+def _newest(batches: list[dict], now: float) -> tuple[float, bool]:
+    """(the newest `made` of the batches, 0 for none; whether one has no usable `made`)."""
+    from aevolve._gate.shared_runs import made_at
+
+    times = [made_at(batch, now) for batch in batches]
+    return max((t for t in times if t is not None), default=0.0), any(t is None for t in times)
+
+
+def runs_notes(repo: Repo, tip: str) -> list[RunsNote]:
+    """Every note of the notes commit `tip`, with its size, whatever the fan-out; one
+    `git ls-tree -l` (sizes without reading a blob: a hostile note may be huge)."""
+    out = []
+    listing = repo.run_git(["ls-tree", "-r", "-l", "-z", "--full-tree", str(repo.tree(tip).id)], input=b"").stdout
+    for record in listing.split(b"\0"):
+        meta, _, raw = record.partition(b"\t")
+        fields, path = meta.split(), raw.decode("utf-8", "replace")
+        tree = path.replace("/", "")
+        if len(fields) == 4 and fields[1] == b"blob" and len(tree) in (40, 64) and set(tree) <= _HEX:
+            out.append(RunsNote(tree, path, fields[2].decode(), int(fields[3])))
+    return out
+
+
+def live_trees(repo: Repo, keep: int) -> set[str]:
+    """Trees a gate will look up again: those of main's last `keep` first-parent commits
+    (and of each remote-tracking main), and of every evolve/* tip, local or remote-tracking."""
+    from aevolve._git.repo import MAIN
+
+    mains, tips = [MAIN], list(repo.refs("refs/heads/evolve/").values())
+    for name, target in repo.refs("refs/remotes/").items():
+        _remote, _, branch = name.removeprefix("refs/remotes/").partition("/")
+        if branch == "main":
+            mains.append(name)
+        elif branch.startswith("evolve/"):
+            tips.append(target)
+    trees = {tree for tip in tips if (tree := _tree_of(repo, tip)) is not None}
+    for ref in mains:
+        commit = _commit(repo, repo.ref_target(ref))
+        for _ in range(keep):
+            if commit is None:
+                break
+            trees.add(str(commit.tree_id))
+            commit = _commit(repo, str(commit.parent_ids[0])) if commit.parent_ids else None
+    return trees
+
+
+def _commit(repo: Repo, oid: str | None):
+    from aevolve._errors import AevolveError
+
+    if oid is None:
+        return None
+    try:
+        return repo.resolve(oid)
+    except AevolveError:  # a ref to a missing object (a shallow clone's edge): nothing to keep
+        return None
+
+
+def _tree_of(repo: Repo, oid: str) -> str | None:
+    commit = _commit(repo, oid)
+    return str(commit.tree_id) if commit is not None else None
+
+
+def _note_times(repo: Repo, tip: str) -> dict[str, float]:
+    """Tree -> when the runs ref's history last added or changed its note (the commit time),
+    for batches made before they carried `made`. One `git log` over the runs ref."""
+    proc = repo.run_git(["log", "--no-renames", "--diff-filter=AM", "--name-only", "--format=@%ct", tip], check=False)
+    times: dict[str, float] = {}
+    when = 0.0
+    for line in proc.stdout.splitlines():
+        if line.startswith("@"):
+            when = float(line[1:]) if line[1:].isdigit() else 0.0
+        elif line.strip():
+            name = line.strip().replace("/", "")
+            times[name] = max(times.get(name, 0.0), when)
+    return times
+
+
+def _runs_due(repo: Repo) -> bool:
+    """The upkeep prunes the runs notes at most once a day (their age counts in days)."""
+    from aevolve._gate.shared_runs import RUNS_REF
+
+    if repo.ref_target(RUNS_REF) is None:
+        return False
+    try:
+        return time.time() - os.stat(repo.common_dir / "aevolve" / RUNS_STAMP).st_mtime >= DAY_S
+    except FileNotFoundError:
+        return True
+
+
+def _stamp(repo: Repo) -> None:
+    path = repo.common_dir / "aevolve" / RUNS_STAMP
+    path.parent.mkdir(exist_ok=True)
+    path.touch()

@@ -117,11 +117,36 @@ def batches(repo, runs: list[Shared], baseline: str | None) -> dict[str, dict]:
     out = {}
     for tree, entries in by_tree.items():
         entries.sort(key=_canonical)
-        batch: dict = {"runs": entries}
+        batch: dict = {"runs": entries, "made": made_now()}  # outside the signature: see made_at
         if key is not None:
             batch["signature"] = sign(key, payload(tree, entries), NAMESPACE_RUNS)
         out[tree] = batch
     return out
+
+
+MADE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, like the `at` of a verdict's `who`
+
+
+def made_now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime(MADE_FORMAT)
+
+
+def made_at(batch: dict, now: float) -> float | None:
+    """When a batch was made (Unix seconds), or None: written before batches carried
+    `made`, malformed, or more than a day in the future. `made` is not signed: it only
+    decides when `aevolve gc` may drop a note, never whether a run is reused."""
+    from datetime import UTC, datetime
+
+    made = batch.get("made")
+    if not isinstance(made, str):
+        return None
+    try:
+        when = datetime.strptime(made, MADE_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    return when if when <= now + 86400 else None
 
 
 def _signed_by(batch: dict, fp: str) -> bool:

@@ -12,36 +12,51 @@ WRITING = frozenset({"propose", "gate", "promote", "observe", "rollback", "appro
 
 
 @click.command("gc")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove and pack nothing.")
 @json_option
 @click.pass_context
-def gc_cmd(ctx: click.Context, as_json: bool) -> int:
-    """Prune materialized gate trees and cached results, then `git gc --auto`.
+def gc_cmd(ctx: click.Context, dry_run: bool, as_json: bool) -> int:
+    """Prune materialized gate trees, cached results and shared runs notes, then `git gc --auto`.
 
     Keeps the gc.keep_trees most recently used trees of .git/aevolve/trees and
     the gc.max_cache_rows most recently used rows of .git/aevolve/cache.sqlite,
     drops what went unused for gc.max_age_days (main's aevolve.yaml), never a
-    tree a running gate uses. The same runs by itself after propose, gate,
-    promote, observe, rollback and approve once a limit is passed twice over.
+    tree a running gate uses. Drops the notes of refs/notes/aevolve-runs whose
+    tree is neither among main's last gc.keep_trees commits nor an evolve/* tip
+    and that gained no runs for gc.max_age_days. The same runs by itself after
+    propose, gate, promote, observe, rollback and approve once a limit is passed
+    twice over (the runs notes: once a day).
     Exit codes: 0 done, 7 .git/aevolve cannot be written.
     """
     from aevolve._gate.gc import collect, limits
 
     repo = open_repo(ctx)
     lim = limits(repo)
-    result = collect(repo, lim)
+    result = collect(repo, lim, dry_run=dry_run)
+    for warning in result.warnings:
+        click.echo(f"aevolve: warning: {warning}", err=True)
     if as_json:
         echo_json({**result.to_dict(), "limits": {"keep_trees": lim.keep_trees, "max_cache_rows": lim.max_cache_rows,
                                                   "max_age_days": lim.max_age_days}})
         return 0
-    trees = f"removed {result.trees_removed} materialized tree(s), {_size(result.tree_bytes)}"
+    verb = "would remove" if dry_run else "removed"
+    trees = f"{verb} {result.trees_removed} materialized tree(s), {_size(result.tree_bytes)}"
     if result.leftovers_removed:
         trees += f" (with {result.leftovers_removed} folder(s) left by interrupted gates)"
     kept = f"; kept {result.trees_kept}"
     if result.trees_in_use:
         kept += f" ({result.trees_in_use} in use by a running gate)"
     click.echo(trees + kept)
-    click.echo(f"removed {result.rows_removed} cached result(s); cache.sqlite shrank by {_size(result.cache_bytes)}")
-    if result.loose_before is not None and result.loose_after is not None:
+    if dry_run:
+        click.echo(f"would remove {result.rows_removed} cached result(s)")
+    else:
+        click.echo(f"removed {result.rows_removed} cached result(s); "
+                   f"cache.sqlite shrank by {_size(result.cache_bytes)}")
+    click.echo(f"{verb} {result.runs_notes_removed} runs note(s) of refs/notes/aevolve-runs, "
+               f"{_size(result.runs_bytes)}; kept {result.runs_notes_kept}")
+    if dry_run and result.loose_before is not None:
+        click.echo(f"git: {result.loose_before} loose object(s), not packed (dry run)")
+    elif result.loose_before is not None and result.loose_after is not None:
         click.echo(f"git gc --auto: {result.loose_before} loose object(s) before, {result.loose_after} after")
     return 0
 
