@@ -89,3 +89,19 @@ def test_bench_report_small_times_report_beside_git_log(tmp_path):
     header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("promotions"))
     assert lines[header + 2].split()[:2] == ["100", "33"] and lines[header + 2].count("x") == 2
     assert list(tmp_path.iterdir()) == []  # the synthetic histories are removed afterwards
+
+
+MEMORY = BENCH.with_name("bench_memory.py")
+
+
+def test_bench_memory_small_prints_sharded_and_unsharded_scaling_beside_git(tmp_path):
+    proc = subprocess.run([sys.executable, str(MEMORY), "--small", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    titles = [title for title, _, _ in scaling_tables(proc.stdout)]
+    assert [t.split(", by")[0].split(", ")[-1] for t in titles] == ["sharded at 65,536 bytes",
+                                                                    "unsharded (memory.shard_bytes: 0)"]
+    rows = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()[:1].isdigit() and "x" in line]
+    assert rows == ["1,000", "10,000", "100,000"] * 2
+    assert "built sharded 100,000 records (158 files)" in proc.stdout  # the sharded family really is sharded
+    assert list(tmp_path.iterdir()) == []

@@ -7,19 +7,25 @@ refusal names all that is wrong and a proposal that passes is committed from
 exactly what was checked. A proposal with more than `protection.max_edits`
 edits is refused before any edit is looked at, and the work per edit does not
 grow with the number of edits, so checking stays linear and bounded.
+
+Appends to a memory file go to the tail of its shard family, starting a new
+shard past `memory.shard_bytes` (`_state/memory_shards`): `changes` names the
+files really written and `redirects` says which appends went elsewhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
 from aevolve import _config as config_mod
+from aevolve._errors import InvalidInput
 from aevolve._git.repo import LINK, TreeFile
 from aevolve._propose.evolvers.base import Proposal
-from aevolve._state import names
+from aevolve._state import memory_shards, names
 from aevolve._state.jsonl import dump_jsonl_record
-from aevolve._state.model import FileError, State
+from aevolve._state.model import CONFIG_FILE, FileError, State
 from aevolve._trust.exam import is_git_control
 from aevolve._trust.secrets import find_secrets
 
@@ -31,6 +37,9 @@ class PolicyResult:
     layers: list[str] = field(default_factory=list)  # layers the edits touch, sorted
     added_bytes: int = 0
     added: dict[str, str] = field(default_factory=dict)  # path -> the text the edits add
+    # memory path an edit named -> the files its records really went to, when not (only) that one
+    redirects: dict[str, list[str]] = field(default_factory=dict)
+    appended_records: dict[str, int] = field(default_factory=dict)  # path really written -> records appended
 
     @property
     def ok(self) -> bool:
@@ -63,7 +72,7 @@ def evaluate(state: State, proposal: Proposal, config: dict | None = None) -> Po
     too_many = edit_count_problem(len(proposal.edits), config)
     if too_many:
         return PolicyResult(violations=[too_many])  # refused unread: the count alone bounds the work
-    result = apply_edits(state, proposal)
+    result = apply_edits(state, proposal, config)
     result.violations = result.violations + check_changes(state, result, proposal, config)
     if not result.violations and result.changes:
         result.violations += _validation_problems(state, result.changes)
@@ -93,6 +102,7 @@ class _Overlay:
         self.gitlinks = names.gitlinks(state)
         self.base_folders = {f for p in (*state.files, *self.gitlinks) for f in _prefixes(p)[:-1]}
         self.new_folders: set[str] = set()
+        self._families: dict[str, set[int]] | None = None  # memory family base -> file numbers ever seen
 
     def content(self, path: str) -> bytes | bytearray | None:
         if path in self.current:
@@ -118,19 +128,41 @@ class _Overlay:
         self.current[path] = data
         if data is not None:
             self.new_folders.update(_prefixes(path)[:-1])
+            if self._families is not None and memory_shards.is_memory(path):
+                base, number = memory_shards.split(path)
+                self._families.setdefault(base, set()).add(number)
+
+    def tail(self, path: str) -> tuple[str, int]:
+        """(family base, number of its last existing file) for memory file `path`; a
+        family with no file yet starts at `path` itself. Indexed once per proposal."""
+        if self._families is None:
+            self._families = {}
+            for p in (*self.state.files, *self.current):
+                if memory_shards.is_memory(p):
+                    base, number = memory_shards.split(p)
+                    self._families.setdefault(base, set()).add(number)
+        base, number = memory_shards.split(path)
+        present = [n for n in self._families.get(base, ()) if self.exists(memory_shards.shard_name(base, n))]
+        return base, max(present, default=number)
 
 
-def apply_edits(state: State, proposal: Proposal) -> PolicyResult:
+def apply_edits(state: State, proposal: Proposal, config: dict | None = None) -> PolicyResult:
     """The would-be contents of every edited file, and why an edit cannot even be
     applied (a bad path, a symlink, a file where a folder is, a missing file)."""
     result = PolicyResult()
     overlay_ = _Overlay(state)
     added: dict[str, list[str]] = {}  # path -> the texts the edits add (what secrets are looked for in)
+    limit: int | None = None  # memory.shard_bytes, read at the first memory append
     for index, edit in enumerate(proposal.edits):
         problems = _edit_problems(state, overlay_, index, edit)
         if problems:
             result.violations += problems
             continue
+        if edit.op in ("append-jsonl", "append") and memory_shards.is_memory(edit.path):
+            limit = shard_limit(state, config) if limit is None else limit
+            if limit > 0:
+                result.violations += _append_to_family(state, overlay_, index, edit, limit, result, added)
+                continue
         old = overlay_.content(edit.path)
         new, added_text = _edited(old, edit)
         if isinstance(new, str):  # the edit's own shape is wrong
@@ -138,6 +170,7 @@ def apply_edits(state: State, proposal: Proposal) -> PolicyResult:
             continue
         if edit.op == "append-jsonl":
             overlay_.append(edit.path, added_text.encode("utf-8"))
+            result.appended_records[edit.path] = result.appended_records.get(edit.path, 0) + len(edit.records or [])
         else:
             overlay_.set(edit.path, new)
         if new is not None:
@@ -148,6 +181,77 @@ def apply_edits(state: State, proposal: Proposal) -> PolicyResult:
     result.added = {p: "".join(texts) for p, texts in added.items()}
     result.violations += _case_problems(state, overlay_, result.changes)
     return result
+
+
+def shard_limit(state: State, config: dict | None = None) -> int:
+    """The size past which a memory family starts a new shard (0: never): `memory.shard_bytes`,
+    or `protection.max_file_bytes` when smaller, since no proposal may write a bigger file.
+    A bad `memory.shard_bytes` is InvalidInput (exit 3) naming its line in aevolve.yaml."""
+    config = config if config is not None else state.config()
+    try:
+        limit = memory_shards.shard_limit(config)
+    except InvalidInput:
+        text = state.text(CONFIG_FILE) if CONFIG_FILE in state.files else None
+        limit = memory_shards.shard_limit(config, text)
+    return min(limit, max_file_bytes(config)) if limit > 0 else 0
+
+
+def max_file_bytes(config: dict) -> int:
+    """`protection.max_file_bytes`: the largest file a proposal may write."""
+    return int(config.get("protection", {}).get("max_file_bytes", config_mod.DEFAULTS["protection"]["max_file_bytes"]))
+
+
+def _append_to_family(state: State, overlay_: _Overlay, index: int, edit, limit: int,
+                      result: PolicyResult, added: dict[str, list[str]]) -> list[str]:
+    """Apply an append to memory file `edit.path` at the tail of its shard family, starting
+    new shards where the tail would pass `limit`: existing records never move, so the
+    files written stay shard-sized however long the family grows. Returns the problems."""
+    shaped, piece = _edited(None, edit)  # the shape check, and the text of an `append`
+    if isinstance(shaped, str):
+        return [f"edit {index + 1} ({edit.op} {json.dumps(edit.path)}): {shaped}"]
+    pieces = ([dump_jsonl_record(r) + "\n" for r in edit.records] if edit.op == "append-jsonl" else [piece])
+    encoded = [p.encode("utf-8", "surrogatepass") for p in pieces]
+    runs = _runs(overlay_, edit.path, [len(e) for e in encoded], limit)
+    problems = [p for run in runs if run.path != edit.path
+                for p in _edit_problems(state, overlay_, index, dataclasses.replace(edit, path=run.path))]
+    if problems:
+        return problems
+    start = 0
+    for run in runs:
+        text = "".join(pieces[start:start + run.count])
+        if edit.op == "append":  # text appended on a line of its own, as `_appended` does
+            new, _ = _appended(overlay_.content(run.path), dataclasses.replace(edit, path=run.path))
+            if isinstance(new, str):
+                return [f"edit {index + 1} ({edit.op} {json.dumps(run.path)}): {new}"]
+            overlay_.set(run.path, new)
+        else:
+            overlay_.append(run.path, b"".join(encoded[start:start + run.count]))
+            result.appended_records[run.path] = result.appended_records.get(run.path, 0) + run.count
+        start += run.count
+        added.setdefault(run.path, []).append(text)
+        result.added_bytes += len(text.encode("utf-8", "surrogatepass"))
+    written = [run.path for run in runs]
+    if written != [edit.path]:
+        known = result.redirects.setdefault(edit.path, [])
+        known += [p for p in written if p not in known]
+    return []
+
+
+def _runs(overlay_: _Overlay, path: str, sizes: list[int], limit: int) -> list[memory_shards.Run]:
+    base, tail = overlay_.tail(path)
+    data = overlay_.content(memory_shards.shard_name(base, tail)) or b""
+    size = len(data) + (1 if data and not data.endswith(b"\n") else 0)  # the line break an append adds
+    return memory_shards.place(base, tail, size, sizes, limit)
+
+
+def memory_runs(state: State, path: str, sizes: list[int], config: dict | None = None) -> list[memory_shards.Run]:
+    """Where records of `sizes` bytes (each with its line break) appended to memory file
+    `path` of `state` go: what the policy does with such an append, so an evolver can
+    name the files it really writes."""
+    limit = shard_limit(state, config)
+    if limit == 0:
+        return [memory_shards.Run(path, len(sizes))] if sizes else []
+    return _runs(_Overlay(state), path, sizes, limit)
 
 
 def _edit_problems(state: State, overlay_: _Overlay, index: int, edit) -> list[str]:
@@ -240,12 +344,13 @@ def _replaced(old: bytes | bytearray | None, edit) -> tuple[bytes | str | None, 
 def check_changes(state: State, result: PolicyResult, proposal: Proposal, config: dict) -> list[str]:
     """Every rule the applied edits break: where they write, how much, and secrets."""
     prot = config.get("protection", {})
-    max_file = int(prot.get("max_file_bytes", config_mod.DEFAULTS["protection"]["max_file_bytes"]))
+    max_file = max_file_bytes(config)
     max_total = int(prot.get("max_proposal_bytes", config_mod.DEFAULTS["protection"]["max_proposal_bytes"]))
     evolvable = state.evolvable_layers()
     out: list[str] = []
     layers = set()
-    for path in dict.fromkeys(e.path for e in proposal.edits if isinstance(e.path, str) and not path_problems(e.path)):
+    named = [e.path for e in proposal.edits if isinstance(e.path, str) and not path_problems(e.path)]
+    for path in dict.fromkeys([*named, *(p for paths in result.redirects.values() for p in paths)]):
         where = _where_problem(path, config, evolvable)
         if where:
             out.append(where)
@@ -270,6 +375,9 @@ def _where_problem(path: str, config: dict, evolvable: list[str]) -> str | None:
     layer = _layer(path)
     if config_mod.is_protected(path, config):
         return f"{path}: protected path; no evolver may change it"
+    base, number = memory_shards.split(path)
+    if number and config_mod.is_protected(base, config):  # a protected memory file protects its shards
+        return f"{path}: a shard of {base}, a protected path; no evolver may change it"
     if is_git_control(path):
         return (f"{path}: .git* files (.gitattributes, .gitmodules, ...) change how git reads the state; "
                 "no evolver may write them, at any depth")
@@ -341,7 +449,9 @@ def _validation_problems(state: State, changes: dict[str, bytes | None]) -> list
         kind = kind_of(path, case_files)
         if content is None or kind is None:
             continue
-        out += [f"the result would not validate: {p}" for p in check_file(kind, path, content) if p.severity == "error"]
+        found = _appended_problems(state, path, content) if kind == "memory" else None
+        found = check_file(kind, path, content) if found is None else found
+        out += [f"the result would not validate: {p}" for p in found if p.severity == "error"]
     # Layout rules, restricted to the skill folders the proposal touches (a 10,000-skill
     # state need not be re-scanned); errors the base already had do not count.
     folders = {_skill_folder(p) for p in changes if p.startswith("skills/") and p.count("/") >= 2}
@@ -349,6 +459,21 @@ def _validation_problems(state: State, changes: dict[str, bytes | None]) -> list
     out += [f"the result would not validate: {p}" for p in _check_layout(_subset(after, folders))
             if p.severity == "error" and str(p) not in before]
     return out
+
+
+def _appended_problems(state: State, path: str, content: bytes) -> list | None:
+    """The problems of the records appended to memory file `path`, ids compared with the
+    earlier ones by a byte scan (None: not a plain append, or undecidable: check it all).
+    What the base already held was checked when it was committed, so one record added
+    to a big file is not a parse of the whole file."""
+    from aevolve._state.validate import _check_appended
+
+    if path not in state.files:
+        return None
+    old = state.read(path)
+    if not old or not old.endswith(b"\n") or len(content) <= len(old) or not content.startswith(old):
+        return None
+    return _check_appended(path, content, len(old), old.count(b"\n"), [])
 
 
 def _subset(state: State, prefixes: set[str]) -> State:

@@ -332,7 +332,7 @@ def commit_proposal(
     for _ in range(attempts):
         pid = new_proposal_id()
         rationale = Rationale(
-            title=proposal.title, layer=layer, diagnosis=proposal.diagnosis, change=proposal.change,
+            title=proposal.title, layer=layer, diagnosis=proposal.diagnosis, change=_change(proposal, checked),
             expected_effect=proposal.expected_effect, evidence=list(proposal.evidence),
             proposal_id=pid, evolver=evolver_name, base=base_commit,
         )
@@ -422,12 +422,19 @@ def _changed_blobs(base_tree, tree) -> dict[str, str | None]:
     return got
 
 
+def _change(proposal: Proposal, checked: PolicyResult) -> str:
+    """The evolver's Change text, plus where appends really went when memory was sharded:
+    an evolver that wrote `memory/x.jsonl` must not be quoted as if that file changed."""
+    moved = [f"{asked} -> {', '.join(paths)}" for asked, paths in checked.redirects.items() if paths != [asked]]
+    if not moved:
+        return proposal.change
+    return f"{proposal.change}\n\nAppended records went to the memory shard(s) in use (memory.shard_bytes): " \
+           + "; ".join(moved) + "."
+
+
 def _summary(state: State, proposal: Proposal, checked: PolicyResult) -> list[str]:
     """One line per changed file: what happens to it and how big it gets."""
-    appended: dict[str, int] = {}
-    for edit in proposal.edits:
-        if edit.op == "append-jsonl":
-            appended[edit.path] = appended.get(edit.path, 0) + len(edit.records or [])
+    appended = checked.appended_records  # by the path really written (a memory shard, maybe)
     out = []
     for path, data in sorted(checked.changes.items()):
         if data is None:

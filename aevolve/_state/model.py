@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from aevolve import _config as config_mod
 from aevolve._errors import FileError
 from aevolve._git.repo import BLOB, BLOB_EXECUTABLE, LINK, Repo, TreeFile
@@ -33,17 +31,17 @@ SKILL_FILE = "SKILL.md"
 # -- parsing ----------------------------------------------------------------------
 
 
-_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C loader when built with it
+@functools.cache
+def _loader() -> type:
+    """Safe YAML that keeps timestamps as strings (JSON Schema sees what was written),
+    on libyaml's C loader when built with it. Built on first use: importing PyYAML
+    costs a command 10-40 ms, and a validate answered from its cache parses no YAML."""
+    import yaml
 
-
-class _Loader(_SafeLoader):
-    """Safe YAML that keeps timestamps as strings: JSON Schema sees what was written."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    resolvers = {k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+                 for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return type("_Loader", (base,), {"yaml_implicit_resolvers": resolvers})
 
 
 def decode(data: bytes, path: str) -> str:
@@ -64,9 +62,11 @@ def load_yaml(text: str, path: str, line_offset: int = 0):
     """The one YAML reader: safe, and refusing a document that would expand past
     MAX_ALIAS_NODES through aliases (a "billion laughs"), refers to itself, or
     nests deeper than MAX_DEPTH, before anything walks it."""
+    import yaml
+
     check_yaml_shape(text, path, line_offset)
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=_loader())
     except yaml.MarkedYAMLError as exc:
         raise FileError(path, *_yaml_problem(exc, text, line_offset)) from None
     except yaml.YAMLError as exc:
@@ -103,7 +103,9 @@ def _shape_problem(text: str) -> tuple[str, int] | None:
     """
     if not _may_be_hostile(text):
         return None
-    loader = _Loader(text)
+    import yaml
+
+    loader = _loader()(text)
     try:
         return _walk_events(loader)
     except yaml.YAMLError:
@@ -113,6 +115,8 @@ def _shape_problem(text: str) -> tuple[str, int] | None:
 
 
 def _walk_events(loader) -> tuple[str, int] | None:
+    import yaml
+
     sizes: dict[str, int] = {}  # anchor -> nodes of its node, aliases expanded
     stack: list[list] = []  # [anchor, nodes so far] of each collection not yet closed
     unclosed: set[str] = set()  # anchors of those collections: an alias to one is a cycle
@@ -176,6 +180,8 @@ def yaml_line(text: str, pointer: str, line_offset: int = 0) -> int | None:
     node = _compose(text)
     if node is None:
         return None
+    import yaml
+
     parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
     best = node
     for part in parts:
@@ -199,8 +205,10 @@ def _compose(text: str):
     lookup: a file with many problems asks for many lines."""
     if _shape_problem(text) is not None:
         return None  # too deep for libyaml's recursive composer
+    import yaml
+
     try:
-        return yaml.compose(text, Loader=_Loader)  # libyaml when present: 10x faster
+        return yaml.compose(text, Loader=_loader())  # libyaml when present: 10x faster
     except yaml.YAMLError:
         return None
 
@@ -230,6 +238,8 @@ def parse_skill(text: str, path: str) -> SkillDoc:
 
 
 def render_skill(meta: dict, body: str) -> str:
+    import yaml
+
     head = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{head}---\n{body if body.startswith(chr(10)) else chr(10) + body}"
 
@@ -385,10 +395,23 @@ class State:
         return parse_skill(self.text(path), path)
 
     def memory_files(self) -> list[str]:
-        return sorted(p for p in self.files if p.startswith("memory/") and p.endswith(".jsonl"))
+        """Every memory file in reading order: family by family, each base file first,
+        then its shards by number (`memory_shards`), so records come oldest first."""
+        from aevolve._state.memory_shards import ordered
+
+        return ordered(self.files)
+
+    def memory_families(self) -> dict[str, list[str]]:
+        """Base path -> its family's files in reading order (the base may be missing)."""
+        from aevolve._state.memory_shards import families
+
+        return families(self.files)
 
     def memory(self, path: str) -> list[dict]:
-        return [r for _, r in read_jsonl(self.text(path), path)] if path in self.files else []
+        """The records of `path`'s whole family (base, then shards), as one sequence."""
+        from aevolve._state.memory_shards import family_of
+
+        return [r for member in family_of(path, self.files) for _, r in read_jsonl(self.text(member), member)]
 
     def case_files(self) -> list[str]:
         pattern = self.config()["gate"].get("cases")

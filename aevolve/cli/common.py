@@ -55,8 +55,15 @@ def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+_tty: tuple[object, bool] = (None, False)  # (stream, answer): style() asks once per printed line
+
+
 def is_tty() -> bool:
-    return sys.stdout.isatty()
+    global _tty
+    stream = sys.stdout
+    if _tty[0] is not stream:  # tests and main() swap sys.stdout: ask again for a new stream
+        _tty = (stream, stream.isatty())
+    return _tty[1]
 
 
 def style(text: str, **kwargs) -> str:

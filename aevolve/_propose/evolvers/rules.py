@@ -3,7 +3,8 @@
 - A failed observation whose feedback carries the right answer (`expected`) or
   guidance (`detail`) becomes a lesson in `memory/lessons.jsonl`, with the
   stable id `lesson-<hash of the observation>`; lessons already in any memory
-  file are never added again.
+  file are never added again. Past `memory.shard_bytes` they go to the tail of
+  the family (`memory/lessons.0001.jsonl`, ...), and the Change names that file.
 - When at least `min_failures` failures share a failure signature (a tag, or an
   error class such as `KeyError` named in the detail), it drafts a skill
   `skills/<signature>-guidance/SKILL.md` stating their shared guidance, unless
@@ -19,7 +20,7 @@ import random
 import re
 
 from aevolve._propose.evolvers.base import Edit, EvolveContext, Proposal
-from aevolve._state.jsonl import iter_jsonl
+from aevolve._state.jsonl import dump_jsonl_record, iter_jsonl
 from aevolve._state.model import FileError, render_skill
 
 LESSONS_FILE = "memory/lessons.jsonl"
@@ -139,7 +140,7 @@ class RulesEvolver:
                 f"and all of them are already lessons in memory; no new failure signature is shared by "
                 f"{self.min_failures} or more failures without a skill"
             )
-        return self._proposal(total, failed, guided, lessons, skills)
+        return self._proposal(total, failed, guided, lessons, skills, _lesson_edits(ctx, [r for _, r in lessons]))
 
     def _nothing(self, reason: str) -> Proposal | None:
         """No proposal, and why (shown to the user)."""
@@ -202,17 +203,17 @@ class RulesEvolver:
             lines.append("")
         return render_skill(meta, "\n" + "\n".join(lines))
 
-    def _proposal(self, total, failed, guided, lessons, skills) -> Proposal:
+    def _proposal(self, total, failed, guided, lessons, skills, lesson_edits: list[Edit]) -> Proposal:
         edits, diagnosis, change, evidence = [], [], [], []
         if lessons:
-            edits.append(Edit("append-jsonl", LESSONS_FILE, records=[r for _, r in lessons]))
+            edits += lesson_edits
             ids = [o["id"] for o, _ in lessons]
             evidence += ids
             diagnosis.append(
                 f"{len(failed)} of {total} observed tasks failed; {len(guided)} of them carry the correct answer "
                 f"or guidance in their feedback, {len(lessons)} not yet in memory: {_cite(ids)}."
             )
-            change.append(f"Appends {_plural(len(lessons), 'lesson')} to {LESSONS_FILE}: "
+            change.append(f"Appends {_plural(len(lessons), 'lesson')} to {' and '.join(e.path for e in lesson_edits)}: "
                           + ", ".join(r["id"] for _, r in lessons[:8]) + ("…" if len(lessons) > 8 else "") + ".")
         for sig, name, members in skills:
             ids = [o["id"] for o in members]
@@ -241,6 +242,21 @@ class RulesEvolver:
             evidence=evidence,
             layer=None if (lessons and skills) else ("memory" if lessons else "skills"),
         )
+
+
+def _lesson_edits(ctx: EvolveContext, records: list[dict]) -> list[Edit]:
+    """One append per file the lessons really go to: the tail of the lessons family, and
+    new shards past `memory.shard_bytes` (the policy's own placement, so the Change is true)."""
+    from aevolve._propose.policy import memory_runs
+
+    if not records:
+        return []
+    sizes = [len((dump_jsonl_record(r) + "\n").encode("utf-8", "surrogatepass")) for r in records]
+    edits, start = [], 0
+    for run in memory_runs(ctx.state, LESSONS_FILE, sizes, ctx.config or None):
+        edits.append(Edit("append-jsonl", run.path, records=records[start:start + run.count]))
+        start += run.count
+    return edits
 
 
 def _plural(count: int, word: str) -> str:
