@@ -18,6 +18,11 @@ DEFAULTS: dict = {
         "max_output_bytes": 1024 * 1024,
         "report_output_bytes": 4096,
         "holdout": None,
+        "executor": "local",
+        "ray": {
+            "address": None,  # RAY_ADDRESS, else a local Ray started for the gate
+            "num_cpus": 1,
+        },
         "policy": {
             "no_regressions": True,
             "min_improvement": 0.0,
@@ -48,6 +53,9 @@ DEFAULTS: dict = {
         "max_file_bytes": 256 * 1024,
         "max_proposal_bytes": 1024 * 1024,
         "max_edits": 1000,
+    },
+    "memory": {
+        "shard_bytes": 256 * 1024,  # as protection.max_file_bytes, which caps it anyway
     },
     "observe": {
         "max_bytes": 64 * 1024 * 1024,
@@ -130,6 +138,10 @@ gate:
   max_output_bytes: 1048576     # of each run's stdout and of its stderr, kept and judged; the rest is discarded
   report_output_bytes: 4096     # of each output the report keeps as evidence for a case that changed
   holdout: null                 # glob of held-out cases under evals/, never shown to evolvers, e.g. "evals/holdout/**"
+  executor: local               # local | ray: where case runs happen (ray needs `pip install aevolve[ray]`)
+  ray:
+    address: null               # a Ray cluster, e.g. "ray://head:10001"; default: $RAY_ADDRESS, else a local Ray
+    num_cpus: 1                 # CPUs one case run reserves on a Ray node
   policy:
     no_regressions: true        # a case that passes on main must pass on the candidate
     min_improvement: 0.0        # aggregate pass-rate gain required to promote
@@ -158,6 +170,9 @@ protection:
   max_file_bytes: 262144        # largest file a proposal may write
   max_proposal_bytes: 1048576   # most bytes one proposal may add
   max_edits: 1000               # most edits one proposal may carry
+
+memory:
+  shard_bytes: 262144           # appends past this size start a new shard, <name>.0001.jsonl, ... (0: never)
 
 observe:
   max_bytes: 67108864           # largest observations input one `aevolve observe` reads

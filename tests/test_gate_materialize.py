@@ -161,13 +161,13 @@ def test_the_old_copy_stays_for_runs_still_inside_it_then_is_deleted(tree):
     try:
         _poke(tree.root / PROMPT, "poisoned\n")
         tree.end(writer)
-        stale = [p for p in trees_dir(tree.repo).iterdir() if ".stale-" in p.name]
+        stale = [p for p in trees_dir(tree.source.repo).iterdir() if ".stale-" in p.name]
         assert len(stale) == 1 and os.path.samestat(os.fstat(old_cwd), os.stat(stale[0]))
         tree.end(reader)
         assert not stale[0].exists()
     finally:
         os.close(old_cwd)
-    assert sorted(p.name for p in trees_dir(tree.repo).iterdir()) == [tree.tree_id]
+    assert sorted(p.name for p in trees_dir(tree.source.repo).iterdir()) == [tree.tree_id]
 
 
 def test_parallel_runs_with_one_writer_all_end_and_leave_a_clean_tree(tmp_path, tree):
@@ -187,8 +187,8 @@ def test_parallel_runs_with_one_writer_all_end_and_leave_a_clean_tree(tmp_path, 
     assert PROMPT in reports[3] or CONCURRENT_CHANGE in reports[3]
     assert any(PROMPT in r for r in reports.values())
     assert (tree.root / PROMPT).read_text() == SAMPLE_STATE[PROMPT]
-    assert MaterializedTree.open(tree.repo, tree.tree_id).repaired == []
-    assert sorted(p.name for p in trees_dir(tree.repo).iterdir()) == [tree.tree_id]
+    assert MaterializedTree.open(tree.source.repo, tree.tree_id).repaired == []
+    assert sorted(p.name for p in trees_dir(tree.source.repo).iterdir()) == [tree.tree_id]
 
 
 def test_stale_copies_left_by_an_earlier_gate_are_deleted_on_open(repo, tree):

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from aevolve._errors import GateError
+from aevolve._gate.ray_executor import Executor, Placement
 from aevolve._gate.suite import Exam, is_timed
 
 Key = tuple[str, str, str, int]  # (tree, case hash, runner hash, repeat): the cache key
@@ -45,20 +46,23 @@ class Runs:
     cached: int = 0
     shared: int = 0  # of the cached runs, those read from the runs notes (made by another clone)
     notices: list[str] = field(default_factory=list)  # e.g. a materialized tree found modified and rebuilt
+    placement: Placement | None = None  # where Ray ran the runs (None: here)
 
 
 def execute(repo, plan: list[Job], exams: dict[str, Exam], *, jobs: int = 1, use_cache: bool = True,
-            progress: bool = False, share: list | None = None) -> Runs:
+            progress: bool = False, share: list | None = None, executor: Executor | None = None) -> Runs:
     """Run and grade every job of `plan`; raises GateError when something cannot be judged.
 
     Lookup order: the SQLite cache, then the runs notes other clones shared, then a
-    runner. The fresh runs worth sharing are appended to `share` (shared_runs.Shared)."""
+    runner: here, or a Ray task when `executor` says ray (ray_executor). The fresh
+    runs worth sharing are appended to `share` (shared_runs.Shared)."""
     from aevolve._gate.materialize import MaterializedTree
     from aevolve._gate.results_cache import ResultsCache
 
     out = Runs()
     cases = {name: {c.id: c for c in exam.cases} for name, exam in exams.items()}
-    trees = {job.tree for job in plan}
+    remote = executor if executor is not None and executor.kind == "ray" else None
+    trees = set() if remote else {job.tree for job in plan}  # a Ray node makes its own copies
     guards = {tree: MaterializedTree.open(repo, tree) for tree in sorted(trees)}
     for tree, guard in guards.items():
         if guard.repaired:
@@ -87,7 +91,8 @@ def execute(repo, plan: list[Job], exams: dict[str, Exam], *, jobs: int = 1, use
             cache.put_many(list(shared.items()))
             known.update(shared)
             out.shared = len(shared)
-        fresh = _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out)
+        runs = _Remote(repo, remote) if remote else _Local(guards)
+        fresh = _run_all(by_key, known, exams, cases, runs, jobs, progress, repo, out)
         kept = [(k, run) for k, run in fresh if k not in timed and run.error_kind != "tampered"]
         cache.put_many(kept)
         if share is not None:
@@ -127,21 +132,66 @@ def _cut_notice(out: Runs, exams: dict[str, Exam]) -> str:
             "as plain text, the tail of stderr was kept, the rest was discarded")
 
 
-def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Runs) -> list:
+class _Local:
+    """Runs started here, each on the gate's guarded copy of its tree."""
+
+    def __init__(self, guards: dict):
+        self.guards = guards
+
+    def start(self, pending: dict[Key, list[Job]], exams, cases) -> None:
+        pass  # a local run starts in the thread that waits for it
+
+    def result(self, key: Key, job: Job, exam: Exam, case):
+        from aevolve._gate.runner import run_once, tampered
+
+        guard = self.guards[job.tree]
+        token = guard.begin()
+        run = run_once(exam.runner, guard.root, case.id, case.input, job.rep)
+        changed = guard.end(token)
+        return tampered(run, changed) if changed else run
+
+    def stop(self) -> None:
+        from aevolve._gate.runner import kill_all
+
+        kill_all()
+
+    def placement(self):
+        return None
+
+
+class _Remote:
+    """Runs as Ray tasks, all submitted at once: Ray decides how many run together."""
+
+    def __init__(self, repo, executor: Executor):
+        from aevolve._gate.ray_executor import RemoteRuns
+
+        self.runs = RemoteRuns(repo, executor)
+        self.refs: dict[Key, object] = {}
+
+    def start(self, pending: dict[Key, list[Job]], exams, cases) -> None:
+        for key, group in pending.items():
+            job = group[0]
+            case = cases[job.exam][job.case]
+            self.refs[key] = self.runs.submit(job.tree, exams[job.exam].runner, case.id, case.input, job.rep)
+
+    def result(self, key: Key, job: Job, exam: Exam, case):
+        return self.runs.result(self.refs[key], job.tree)
+
+    def stop(self) -> None:
+        self.runs.cancel()
+
+    def placement(self):
+        return self.runs.placement
+
+
+def _run_all(by_key, known, exams, cases, runs, jobs, progress, repo, out: Runs) -> list:
     from aevolve._gate.assertions import AssertContext, AssertionSetupError, grade
-    from aevolve._gate.runner import kill_all, run_once, tampered
 
     def work(key: Key, group: list[Job]):
         first = group[0]
-        exam, case = exams[first.exam], cases[first.exam][first.case]
         run = known.get(key)
         if run is None:
-            guard = guards[first.tree]
-            token = guard.begin()
-            run = run_once(exam.runner, guard.root, case.id, case.input, first.rep)
-            changed = guard.end(token)
-            if changed:
-                run = tampered(run, changed)
+            run = runs.result(key, first, exams[first.exam], cases[first.exam][first.case])
         graded = []
         for job in group:
             job_exam, job_case = exams[job.exam], cases[job.exam][job.case]
@@ -163,8 +213,10 @@ def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Run
     bar = _progress(len(by_key)) if progress else None
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(work, key, group) for key, group in by_key.items()]
+            futures = []
             try:
+                runs.start({k: g for k, g in by_key.items() if k not in known}, exams, cases)
+                futures = [pool.submit(work, key, group) for key, group in by_key.items()]
                 for future in as_completed(futures):
                     key, run, graded = future.result()
                     if run.error_kind == "start":
@@ -181,11 +233,14 @@ def _run_all(by_key, known, exams, cases, guards, jobs, progress, repo, out: Run
             except BaseException:  # Ctrl-C, a crash or a gate error: stop queued runs, kill running ones
                 for future in futures:
                     future.cancel()
-                kill_all()
+                runs.stop()
                 raise
     finally:
         if bar:
             bar.__exit__(None, None, None)
+    out.placement = runs.placement()
+    if progress and out.placement is not None:
+        print(f"gate: {out.placement.describe()}", file=sys.stderr)
     return fresh
 
 

@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from aevolve._errors import Conflict, StorageError
 from aevolve._git.repo import BLOB_EXECUTABLE, LINK, Repo
@@ -98,16 +99,38 @@ def materialize(repo: Repo, tree_id: str) -> Path:
     return MaterializedTree.open(repo, tree_id).root
 
 
+class TreeSource(Protocol):
+    """Where a copy's files come from: the repository, or a tree shipped to a Ray node."""
+
+    def files(self) -> dict[str, tuple[str, int]]: ...  # path -> (blob id, git mode)
+
+    def blob(self, oid: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class RepoTree:
+    """A tree of this repository's object database."""
+
+    repo: Repo
+    tree_id: str
+
+    def files(self) -> dict[str, tuple[str, int]]:
+        return expected_files(self.repo, self.tree_id)
+
+    def blob(self, oid: str) -> bytes:
+        return self.repo.blob(oid)
+
+
 class MaterializedTree:
     """The verified folder of one tree, watched across runs in parallel threads."""
 
-    def __init__(self, repo: Repo, tree_id: str):
-        self.repo = repo
+    def __init__(self, source: TreeSource, tree_id: str, folder: Path):
+        self.source = source
         self.tree_id = str(tree_id)
-        self.root = trees_dir(repo) / self.tree_id
+        self.root = folder / self.tree_id
         self._release: weakref.finalize | None = None  # closes the lock's fd, at `close` or when garbage
         self.repaired: list[str] = []
-        self._files = _expected_files(repo, self.tree_id)  # path -> (blob id, mode)
+        self._files = source.files()  # path -> (blob id, mode)
         self._dirs = _parent_dirs(self._files)
         self._snapshot: dict[str, Signature] = {}
         self._generation = 0
@@ -117,18 +140,30 @@ class MaterializedTree:
 
     @classmethod
     def open(cls, repo: Repo, tree_id: str) -> MaterializedTree:
-        """The folder of `tree_id`: reused when it verifies, else (re)built. Held
-        (gc leaves it alone) until `close`, or until the object is garbage."""
-        with storage_errors(f"the materialized copy of tree {tree_id} under .git/aevolve/trees"):
-            self = cls(repo, tree_id)
+        """The folder of `tree_id` under .git/aevolve/trees: reused when it verifies,
+        else (re)built. Held (gc leaves it alone) until `close`, or until garbage."""
+        return cls.open_from(RepoTree(repo, str(tree_id)), str(tree_id), trees_dir(repo), locks_dir(repo),
+                             where=f"the materialized copy of tree {tree_id} under .git/aevolve/trees")
+
+    @classmethod
+    def open_from(cls, source: TreeSource, tree_id: str, folder: Path, locks: Path, *,
+                  where: str = "") -> MaterializedTree:
+        """The folder `folder/<tree_id>` of `source`, held through a lock file under `locks`."""
+        with storage_errors(where or f"the materialized copy of tree {tree_id} under {folder}"):
+            self = cls(source, tree_id, folder)
             _sweep_stale(self.root.parent)
-            self._release = weakref.finalize(self, _unlock, _hold(repo, self.tree_id))
+            self._release = weakref.finalize(self, _unlock, _hold(locks, self.tree_id))
             try:
                 self._open()
             except BaseException:
                 self.close()
                 raise
         return self
+
+    def is_clean(self) -> bool:
+        """True when nothing in the folder changed since it was last known clean."""
+        with self._lock:
+            return not _diff(self._snapshot, _scan(self.root))
 
     def _open(self) -> None:
         if os.path.lexists(self.root):
@@ -189,7 +224,7 @@ class MaterializedTree:
     def _build_into_place(self) -> dict[str, Signature]:
         """Build a fresh copy and rename it into place, or adopt the verified copy a
         concurrent gate finished first; its snapshot."""
-        tmp = _build(self.repo, self._files, self.root.parent, self.tree_id)
+        tmp = _build(self.source, self._files, self.root.parent, self.tree_id)
         installed = False
         try:
             for _ in range(_INSTALL_ATTEMPTS):
@@ -216,7 +251,7 @@ class MaterializedTree:
     def _rebuild(self) -> None:
         """Replace the folder by a clean copy (caller holds the lock); runs that
         still have the old one as cwd keep it until they end."""
-        tmp = _build(self.repo, self._files, self.root.parent, self.tree_id)
+        tmp = _build(self.source, self._files, self.root.parent, self.tree_id)
         snapshot = _scan(tmp)  # before it is in place: nothing can write into it yet
         try:
             for _ in range(_INSTALL_ATTEMPTS):
@@ -249,10 +284,10 @@ class MaterializedTree:
 
 # -- in use, and removing by gc ----------------------------------------------------
 
-def _hold(repo: Repo, tree_id: str) -> int | None:
+def _hold(locks: Path, tree_id: str) -> int | None:
     """A shared lock on the tree's lock file (its fd), marking it used now. None when
     the location cannot be written: then no gc can remove the folder either."""
-    path = locks_dir(repo) / tree_id
+    path = locks / tree_id
     while True:
         try:
             path.parent.mkdir(exist_ok=True)
@@ -384,7 +419,7 @@ def folder_size(path: Path) -> int:
 
 # -- building -------------------------------------------------------------------
 
-def _expected_files(repo: Repo, tree_id: str) -> dict[str, tuple[str, int]]:
+def expected_files(repo: Repo, tree_id: str) -> dict[str, tuple[str, int]]:
     """The files a copy of the tree holds: path -> (blob id, git mode)."""
     files = {}
     for entry in repo.list_files(repo.tree(tree_id)):
@@ -405,7 +440,7 @@ def _parent_dirs(files: dict) -> set[str]:
     return dirs
 
 
-def _build(repo: Repo, files: dict[str, tuple[str, int]], parent: Path, tree_id: str) -> Path:
+def _build(source: TreeSource, files: dict[str, tuple[str, int]], parent: Path, tree_id: str) -> Path:
     """A complete, sealed copy in a new temporary folder under `parent`."""
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tree_id[:12]}-", dir=parent))
     try:
@@ -413,7 +448,7 @@ def _build(repo: Repo, files: dict[str, tuple[str, int]], parent: Path, tree_id:
             target = tmp.joinpath(*path.split("/"))
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(repo.blob(oid))
+                target.write_bytes(source.blob(oid))
             except OSError as exc:  # a failed write() names no file: say which one
                 raise OSError(exc.errno, exc.strerror, exc.filename or str(target)) from None
             os.chmod(target, _FILE_MODE[mode == BLOB_EXECUTABLE])

@@ -123,11 +123,21 @@ def static_checks(repo, t: Transition) -> list[str]:
 
 def gate(repo, candidate: str, *, base: str = "main", jobs: int | None = None,
          shard: tuple[int, int] | None = None, use_cache: bool = True, progress: bool = False,
-         write_note: bool = True) -> GateReport:
+         write_note: bool = True, executor: str | None = None, ray_address: str | None = None) -> GateReport:
     """Gate `candidate` against `base`; complete reports are noted on their commits.
 
-    Raises GateError when the candidate is already in `base` or the exam cannot judge.
+    `executor` ("local" or "ray") and `ray_address` override the baseline's
+    gate.executor and gate.ray.address. Raises GateError when the candidate is
+    already in `base` or the exam cannot judge.
     """
+    from aevolve._gate.ray_executor import use
+
+    with use(executor, ray_address):  # a Ray connection opened for this gate is closed at its end
+        return _gate(repo, candidate, base, jobs, shard, use_cache, progress, write_note)
+
+
+def _gate(repo, candidate: str, base: str, jobs: int | None, shard: tuple[int, int] | None, use_cache: bool,
+          progress: bool, write_note: bool) -> GateReport:
     from aevolve._errors import GateError, UsageError
     from aevolve._git.reader import GitReader
     from aevolve._trust.record import store_report
@@ -181,6 +191,7 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
     from aevolve._errors import GateError
     from aevolve._gate.cases import content_hash
     from aevolve._gate.execute import execute
+    from aevolve._gate.ray_executor import Executor
     from aevolve._gate.shards import plan_for
 
     started = time.perf_counter()
@@ -194,16 +205,17 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
     split = plan_for(repo, exam, shard[1], t.base_tree) if shard else None
     cases = split.select(exam.cases, shard[0]) if split and shard else exam.cases
     jobs = max(1, int(jobs or exam.cfg["gate"].get("jobs") or 1))
+    where = Executor.resolve(exam.cfg)
     plan = [] if static else _plan(t, cases, shard, split)
     runs = execute(repo, plan, {"exam": exam, "old": t.old}, jobs=jobs, use_cache=use_cache, progress=progress,
-                   share=share)
+                   share=share, executor=where)
     keep = Keep.of(repo, exam, base)
     entries, errors = _entries(cases, runs, exam, keep=keep)
-    entries = _remeasure(repo, t, entries, runs, jobs, keep)
+    entries = _remeasure(repo, t, entries, runs, jobs, keep, where)
     decision, reasons, summary = _decide(repo, t, entries, errors, static, shard, len(exam.cases))
     summary["warnings"] = _warnings(cases, exam.policy["significance"])
     if exam.holdout and not static and shard is None:  # held-out cases: run apart, reported as counts only
-        decision, reasons, summary["holdout"] = _holdout(repo, t, runs, jobs, use_cache, decision, reasons)
+        decision, reasons, summary["holdout"] = _holdout(repo, t, runs, jobs, use_cache, decision, reasons, where)
     return GateReport(
         candidate=cand, baseline=base, decision=decision, reasons=reasons,
         candidate_tree=t.cand_tree, baseline_tree=t.base_tree, cases=entries, errors=errors,
@@ -220,7 +232,7 @@ def judge(repo, base: str, cand: str, *, jobs: int | None = None, shard: tuple[i
 
 
 def _holdout(repo, t: Transition, runs, jobs: int, use_cache: bool, decision: str,
-             reasons: list[str]) -> tuple[str, list[str], dict]:
+             reasons: list[str], where=None) -> tuple[str, list[str], dict]:
     """Run the held-out cases on both sides; (decision, reasons, the report's summary.holdout).
 
     Only counts leave this function: reports reach evolvers as history, and an evolver
@@ -231,7 +243,7 @@ def _holdout(repo, t: Transition, runs, jobs: int, use_cache: bool, decision: st
     held = t.exam.held_out()
     trees = {"baseline": t.base_tree, "candidate": t.cand_tree}
     plan = [Job(side, trees[side], "exam", c.id, rep) for c in held.cases for side in SIDES for rep in range(c.repeat)]
-    done = execute(repo, plan, {"exam": held}, jobs=jobs, use_cache=use_cache)
+    done = execute(repo, plan, {"exam": held}, jobs=jobs, use_cache=use_cache, executor=where)
     runs.started += done.started
     runs.cached += done.cached
     section = holdout_summary(_entries(held.cases, done, held)[0])
@@ -360,7 +372,8 @@ def _entries(cases, runs, exam, sides=SIDES, keep: Keep | None = None) -> tuple[
     return entries, errors
 
 
-def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int, keep: Keep | None = None) -> list[dict]:
+def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int, keep: Keep | None = None,
+               where=None) -> list[dict]:
     """A latency regression (or improvement) counts only when a second measurement
     of both sides confirms it: one slow run on a loaded machine proves nothing."""
     from aevolve._gate.execute import Job, execute
@@ -373,7 +386,7 @@ def _remeasure(repo, t: Transition, entries: list[dict], runs, jobs: int, keep: 
         return entries
     trees = {"baseline": t.base_tree, "candidate": t.cand_tree}
     plan = [Job(side, trees[side], "exam", c.id, rep) for c in timed for side in SIDES for rep in range(c.repeat)]
-    again = execute(repo, plan, {"exam": t.exam}, jobs=jobs, use_cache=False)
+    again = execute(repo, plan, {"exam": t.exam}, jobs=jobs, use_cache=False, executor=where)
     runs.started += again.started
     second = {e["id"]: e for e in _entries(timed, again, t.exam, keep=keep)[0]}
     out = []

@@ -42,6 +42,7 @@ RUNNER_PROTOCOL = 3
 READ_CHUNK = 64 * 1024
 EXIT_GRACE = 0.5  # seconds the pipes may stay open after the runner exited, before the rest is killed
 DRAIN_AFTER_KILL = 0.2  # seconds spent reading what is left in the pipes once everything was killed
+WAKE = 0.5  # longest uninterrupted wait for a runner's output or exit
 POLL = 0.02  # how often to look for the runner's exit where no pidfd tells us
 SWEEP_LIMIT = 2.0  # seconds one sweep may spend killing and reaping descendants
 TOKEN_VAR = "AEVOLVE_RUN_TOKEN"
@@ -298,7 +299,9 @@ class _Pipes:
                 self._pump(deadline - now if self.pidfd is not None else min(deadline - now, POLL))
 
     def _pump(self, limit: float) -> None:
-        for key, _ in self.sel.select(max(limit, 0)):
+        # waking every WAKE seconds lets an exception set from outside the thread through
+        # (Ray's cancel of a task); a signal would interrupt the select anyway
+        for key, _ in self.sel.select(min(max(limit, 0), WAKE)):
             if key.data == "exit":
                 self.sel.unregister(key.fd)  # it stays readable; poll() has the news
             elif key.data == "stdin":

@@ -42,6 +42,10 @@ def _load_reports(paths: tuple[str, ...]) -> list[dict]:
 @click.option("--base", default="main", show_default=True, help="The baseline the candidate must not regress from.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Case runs in parallel (default: gate.jobs).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where case runs happen (default: gate.executor); ray needs `pip install 'aevolve[ray]'`.")
+@click.option("--ray-address", metavar="ADDR", default=None,
+              help="With --executor ray: the Ray cluster (default: gate.ray.address, $RAY_ADDRESS, else a local Ray).")
 @click.option("--shard", metavar="K/N", default=None, help="Run only slice K of N; writes a partial report (no note).")
 @click.option("--collect", is_flag=True, help="Merge shard reports (the ARGS) into one decision and note it.")
 @click.option("--no-cache", is_flag=True, help="Run every case again, ignoring cached results.")
@@ -54,13 +58,21 @@ def _load_reports(paths: tuple[str, ...]) -> list[dict]:
                    "atomic push (as `aevolve promote --push`).")
 @json_option
 @click.pass_context
-def gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promote, push, as_json) -> int:
+def gate_cmd(ctx, args, base, jobs, executor, ray_address, shard, collect, no_cache, fmt, output, promote, push,
+             as_json) -> int:
     """Gate BRANCH (default: HEAD) against --base: exit 0 accepted, 100 rejected, 1 error.
 
     Runs every case of the baseline's evals/ on both commits (cached by
     content), checks the candidate statically, decides by the baseline's
     aevolve.yaml policy and stores the report as a git note on the candidate.
     """
+    from aevolve._gate.ray_executor import use
+
+    with use(executor, ray_address):  # also for the gates that promote runs
+        return _gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promote, push, as_json)
+
+
+def _gate_cmd(ctx, args, base, jobs, shard, collect, no_cache, fmt, output, promote, push, as_json) -> int:
     from aevolve._errors import UsageError
     from aevolve._gate.run import collect as collect_reports
     from aevolve._gate.run import gate as run_gate
