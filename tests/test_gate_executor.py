@@ -63,3 +63,33 @@ def test_the_local_executor_on_the_command_line_overrides_ray_in_the_config(tmp_
     result = run_cli("-C", g.path, "gate", "evolve/x", "--executor", "local")
     assert result.returncode == 0, result.stderr
     assert g.runs() == 2
+
+
+def test_a_ray_node_refuses_a_planted_symlink_in_the_shared_temp_folder(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from aevolve._gate.ray_node import DIR_VAR, node_folder
+
+    monkeypatch.delenv(DIR_VAR, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / f"aevolve-ray-{os.getuid()}").symlink_to(elsewhere)
+    with pytest.raises(PermissionError, match="not a folder only this user can write"):
+        node_folder("n" * 40)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_ray_nodes_default_folder_is_private_to_its_user(tmp_path, monkeypatch):
+    import os
+    import stat
+    import tempfile
+
+    from aevolve._gate.ray_node import DIR_VAR, node_folder
+
+    monkeypatch.delenv(DIR_VAR, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = node_folder("n" * 40)
+    assert folder.parent == tmp_path / f"aevolve-ray-{os.getuid()}"
+    assert stat.S_IMODE(os.stat(folder.parent).st_mode) & 0o077 == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -50,8 +51,26 @@ class ShippedTree:
 
 
 def node_folder(node_id: str) -> Path:
-    base = os.environ.get(DIR_VAR) or os.path.join(tempfile.gettempdir(), f"aevolve-ray-{os.getuid()}")
-    return Path(base) / node_id[:16]
+    """This node's folder: $AEVOLVE_RAY_DIR/<node>, else a private folder in the temp folder."""
+    chosen = os.environ.get(DIR_VAR)
+    if chosen:
+        return Path(chosen) / node_id[:16]
+    base = Path(tempfile.gettempdir()) / f"aevolve-ray-{os.getuid()}"
+    _private(base)
+    return base / node_id[:16]
+
+
+def _private(base: Path) -> None:
+    """`base` is a real folder of ours that no one else can write: the temp folder is
+    shared, and another user could plant a symlink there to make us write elsewhere."""
+    try:
+        base.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(base)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(f"{base} is not a folder only this user can write (a symlink, another user's, "
+                              f"or group/world-writable): remove it, or set {DIR_VAR} on the node")
 
 
 def run_case(tree_id: str, shipment: list, runner, case_id: str, case_input, repeat: int) -> dict:
