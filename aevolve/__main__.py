@@ -1,3 +1,3 @@
-from aevolve.cli import main
+from aevolve._main import main
 
 main()

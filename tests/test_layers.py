@@ -24,6 +24,7 @@ LAYERS = {
     "_evolve": 7,
     "_demo": 8,
     "cli": 9,
+    "_main": 9,
     "__main__": 9,  # `python -m aevolve`: the command line's entry point
 }
 SIBLINGS_APART = {"_hooks", "_review"}  # same layer, yet independent of each other

@@ -95,6 +95,7 @@ class Repo:
                 raise ValueError("Repo needs a pygit2 repository or a git_dir")
             self._git_dir = Path(git_dir)
             self._workdir = Path(workdir) if workdir else None
+        self.opened_from: str | None = None  # the folder `open` discovered it from (early.take)
 
     @property
     def git(self) -> pygit2.Repository:
@@ -109,7 +110,9 @@ class Repo:
     def open(cls, path: str | os.PathLike = ".") -> Repo:
         fast = _discover_with_git(path)
         if fast is not None:
-            return cls(git_dir=fast[0], workdir=fast[1])
+            repo = cls(git_dir=fast[0], workdir=fast[1])
+            repo.opened_from = str(path)
+            return repo
         import pygit2
 
         found = pygit2.discover_repository(str(path))
@@ -371,9 +374,12 @@ class Repo:
 
     def start_status(self) -> subprocess.Popen:
         """`git status --porcelain -z` of the work tree, started now and read later
-        (beside other work); --no-optional-locks: it never rewrites the user's index."""
-        return self.popen_git(["--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all",
-                               "--no-renames", "--ignore-submodules=all"], scrub=False)
+        (beside other work), or taken from the command's start (`early`) when it was
+        started in the folder this repository was opened from; --no-optional-locks:
+        it never rewrites the user's index."""
+        from aevolve._git import early
+
+        return early.take(self.opened_from) or self.popen_git(early.STATUS, scrub=False)
 
     def index(self, path: str | os.PathLike | None = None) -> pygit2.Index:
         """The index, freshly read: the repository's own, or the index file at `path`

@@ -14,13 +14,16 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aevolve import _config as config_mod
 from aevolve._errors import FileError
 from aevolve._git.repo import BLOB, BLOB_EXECUTABLE, LINK, Repo, TreeFile
 from aevolve._json import MAX_DEPTH
 from aevolve._state.jsonl import read_jsonl
+
+if TYPE_CHECKING:
+    import subprocess
 
 CONFIG_FILE = "aevolve.yaml"
 MANIFEST_FILE = "manifest.yaml"
@@ -319,27 +322,21 @@ class State:
 
     @classmethod
     def _from_worktree(cls, repo: Repo, root: Path) -> State:
+        return cls.start_worktree(repo, root).finish()
+
+    @classmethod
+    def start_worktree(cls, repo: Repo, root: Path | None = None) -> WorktreeReading:
+        """Start reading the work tree: `git status` runs while the caller may use
+        `.index` (the index's files); `.finish()` gives the work tree's state."""
+        root = root if root is not None else Path(repo.workdir or ".").resolve()
         # what differs from the index: git's own status (threaded stat, ~2x faster than
         # libgit2's here), run beside `ls-files`; --no-optional-locks: never rewrite
         # the user's index
         status = repo.start_status()
         links: list[str] = []
         files = repo.index_files(links)
-        out, err = status.communicate()
-        if status.returncode != 0:
-            from aevolve._errors import GitCommandFailed
-
-            raise GitCommandFailed(f"git status failed: {err.decode(errors='replace').strip()}")
-        for record in out.split(b"\0"):
-            if len(record) < 4 or (record[1:2] == b" " and record[:1] != b"?"):
-                continue  # staged only: the worktree file equals the index entry
-            path = record[3:].decode("utf-8", "surrogateescape")
-            full = root / path
-            if not os.path.lexists(full):
-                files.pop(path, None)
-            elif full.is_symlink() or full.is_file():
-                files[path] = _hash_file(full, path)
-        return cls(files, lambda f: _read_file(root / f.path), str(root), gitlinks=links)
+        index = cls(dict(files), lambda f: repo.blob(f.oid), "the index", gitlinks=links)
+        return WorktreeReading(index, status, files, root, links)
 
     # -- reading ---------------------------------------------------------------------
     def __contains__(self, path: str) -> bool:
@@ -438,3 +435,32 @@ def _read_file(full: Path) -> bytes:
     if full.is_symlink():
         return os.readlink(full).encode()
     return full.read_bytes()
+
+
+@dataclass
+class WorktreeReading:
+    """The work tree while `git status` runs: the index now, the work tree at `finish`."""
+
+    index: State
+    status: subprocess.Popen
+    files: dict[str, TreeFile]
+    root: Path
+    links: list[str]
+
+    def finish(self) -> State:
+        out, err = self.status.communicate()
+        if self.status.returncode != 0:
+            from aevolve._errors import GitCommandFailed
+
+            raise GitCommandFailed(f"git status failed: {err.decode(errors='replace').strip()}")
+        files, root = self.files, self.root
+        for record in out.split(b"\0"):
+            if len(record) < 4 or (record[1:2] == b" " and record[:1] != b"?"):
+                continue  # staged only: the worktree file equals the index entry
+            path = record[3:].decode("utf-8", "surrogateescape")
+            full = root / path
+            if not os.path.lexists(full):
+                files.pop(path, None)
+            elif full.is_symlink() or full.is_file():
+                files[path] = _hash_file(full, path)
+        return State(files, lambda f: _read_file(root / f.path), str(root), gitlinks=self.links)

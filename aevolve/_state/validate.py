@@ -414,48 +414,102 @@ def validate(repo: Repo, rev: str | None = None, *, staged: bool = False, use_ca
     elif rev is not None:
         state = State.from_tree(repo, rev)
     elif repo.workdir is not None:
-        state = State.from_folder(repo.workdir, repo)
+        return _validate_worktree(repo, use_cache)
     else:
         state = State.from_tree(repo, MAIN)
     return validate_state(state, repo, use_cache=use_cache)
 
 
+def _validate_worktree(repo: Repo, use_cache: bool) -> Report:
+    """The work tree. While `git status` looks for what differs from the index, the
+    index's files are looked up in the cache (a separate process does the stat
+    work); afterwards only what status reported is checked."""
+    reading = State.start_worktree(repo)
+    if not use_cache:
+        return validate_state(reading.finish(), repo, use_cache=False)
+    cache = _Cache(repo)
+    try:
+        early = _Checks(cache)
+        early.look_up(reading.index, _case_files(reading.index, cache, _shape_digest(sorted(reading.index.files),
+                                                                                      reading.index)))
+        return _validated(reading.finish(), cache, early)
+    finally:
+        cache.flush()
+
+
 def validate_state(state: State, repo: Repo | None = None, use_cache: bool = True) -> Report:
     """Validate every file of `state`; `repo` enables the blob-id cache."""
-    report = Report(origin=state.origin)
     cache = _Cache(repo) if (repo is not None and use_cache) else None
-    paths = sorted(state.files)
-    shape = _shape_digest(paths, state) if cache else ""
     try:
-        case_files = _case_files(state, cache, shape)
-        for path in paths:
-            kind = kind_of(path, case_files)
-            entry = state.files[path]
-            if entry.mode == LINK and (kind is not None or path.split("/", 1)[0] in STATE_FOLDERS):
-                # git stores only the link's target path; the state would live outside the repo
-                report.files_checked += 1
-                report.problems.append(
-                    Problem(path, "symbolic link where a state file belongs (store the file itself)"))
-                continue
-            if kind is None:
-                continue
-            report.files_checked += 1
-            key = cache.key(kind, entry.oid) if cache else ""
-            found = cache.get(path, key) if cache else None
-            if found is None:
-                if cache and kind == "memory":
-                    found = cache.check_memory(path, key, state.read(path))
-                else:
-                    found = check_file(kind, path, state.read(path))
-                if cache:
-                    cache.put(path, key, found)
-            else:
-                report.from_cache += 1
-            report.problems.extend(found)
-        report.problems.extend(_whole_state_problems(state, cache, shape))
+        return _validated(state, cache, _Checks(cache))
     finally:
         if cache:
             cache.flush()
+
+
+class _Checks:
+    """Each file's problems, by (path, kind, blob): reused across two readings of a state."""
+
+    def __init__(self, cache: _Cache | None):
+        self.cache = cache
+        self.found: dict[tuple[str, str, str, int], tuple[list[Problem], bool]] = {}  # -> (problems, from cache)
+        self.case_files: set[str] | None = None
+        self.kinds: dict[str, str | None] = {}  # path -> kind_of(path, self.case_files)
+
+    def kind(self, path: str, case_files: set[str]) -> str | None:
+        if case_files == self.case_files and path in self.kinds:
+            return self.kinds[path]
+        return kind_of(path, case_files)
+
+    def look_up(self, state: State, case_files: set[str]) -> None:
+        """Only cache hits: the files themselves may be changing under `state` (the index)."""
+        assert self.cache is not None
+        self.case_files = case_files
+        for path, entry in state.files.items():
+            kind = self.kinds[path] = kind_of(path, case_files)
+            if kind is not None and entry.mode != LINK:
+                found = self.cache.get(path, self.cache.key(kind, entry.oid))
+                if found is not None:
+                    self.found[(path, kind, entry.oid, entry.mode)] = (found, True)
+
+    def of(self, state: State, path: str, kind: str) -> tuple[list[Problem], bool]:
+        entry = state.files[path]
+        known = self.found.get((path, kind, entry.oid, entry.mode))
+        if known is not None:
+            return known
+        cache = self.cache
+        key = cache.key(kind, entry.oid) if cache else ""
+        found = cache.get(path, key) if cache else None
+        if found is not None:
+            return found, True
+        if cache and kind == "memory":
+            found = cache.check_memory(path, key, state.read(path))
+        else:
+            found = check_file(kind, path, state.read(path))
+        if cache:
+            cache.put(path, key, found)
+        return found, False
+
+
+def _validated(state: State, cache: _Cache | None, checks: _Checks) -> Report:
+    report = Report(origin=state.origin)
+    paths = sorted(state.files)
+    shape = _shape_digest(paths, state) if cache else ""
+    case_files = _case_files(state, cache, shape)
+    for path in paths:
+        kind = checks.kind(path, case_files)
+        if state.files[path].mode == LINK and (kind is not None or path.split("/", 1)[0] in STATE_FOLDERS):
+            # git stores only the link's target path; the state would live outside the repo
+            report.files_checked += 1
+            report.problems.append(Problem(path, "symbolic link where a state file belongs (store the file itself)"))
+            continue
+        if kind is None:
+            continue
+        report.files_checked += 1
+        found, cached = checks.of(state, path, kind)
+        report.from_cache += cached
+        report.problems.extend(found)
+    report.problems.extend(_whole_state_problems(state, cache, shape))
     return report
 
 

@@ -35,6 +35,9 @@ def heal(repo) -> None:
 
     if not pending(repo):  # one stat on every command
         return
+    from aevolve._git import early
+
+    early.discard()  # a status started before the heal may miss what it changes
     from aevolve._errors import AevolveError
 
     try:

@@ -80,10 +80,13 @@ def validate_cmd(ctx, target, staged, no_cache, as_json) -> int:
     Reads a commit (REF, no checkout needed), the index (--staged), or a folder
     (PATH; default: the working tree). Exit 0 valid, 1 invalid, 2 usage error.
     """
-    from aevolve._state.validate import validate_state
+    from aevolve._state.validate import validate, validate_state
 
-    state, repo = state_for(ctx, target, staged)
-    report = validate_state(state, repo, use_cache=not no_cache)
+    if target is None and not staged:  # the work tree, read beside the cache (validate's own path)
+        report = validate(open_repo(ctx), use_cache=not no_cache)
+    else:
+        state, repo = state_for(ctx, target, staged)
+        report = validate_state(state, repo, use_cache=not no_cache)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -93,7 +96,7 @@ def validate_cmd(ctx, target, staged, no_cache, as_json) -> int:
             click.echo("\n".join(lines))  # one write: a large state can have thousands
         verdict = style("valid", fg="green") if report.ok else style("invalid", fg="red")
         click.echo(
-            f"{state.origin}: {verdict} — {report.files_checked} files checked, "
+            f"{report.origin}: {verdict} — {report.files_checked} files checked, "
             f"{len(report.errors)} errors, {len(report.warnings)} warnings"
         )
     return 0 if report.ok else 1

@@ -26,6 +26,8 @@ _MARK = "".join(chr(0xF0000 + secrets.randbelow(0xFFFD)) for _ in range(4))  # s
 
 def clean(text: str) -> str:
     """`text` with every unsafe character shown as `\\uXXXX` (and CRLF as LF)."""
+    if text.isascii() and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # the common case, ~10x faster than the search below (no \r, no control)
     if _UNSAFE.search(text) is None:
         return text.replace("\r\n", "\n") if "\r" in text else text
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text.replace("\r\n", "\n"))
