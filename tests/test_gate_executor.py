@@ -93,3 +93,13 @@ def test_a_ray_nodes_default_folder_is_private_to_its_user(tmp_path, monkeypatch
     folder = node_folder("n" * 40)
     assert folder.parent == tmp_path / f"aevolve-ray-{os.getuid()}"
     assert stat.S_IMODE(os.stat(folder.parent).st_mode) & 0o077 == 0
+
+
+@pytest.mark.parametrize("answer", [None, "ok", {"run": {}, "node": "n", "version": "0.0.1"},
+                                    {"run": "x", "node": "n", "version": None}])
+def test_a_ray_nodes_answer_from_another_aevolve_fails_the_gate_closed(answer):
+    from aevolve._errors import GateError
+    from aevolve._gate.ray_executor import _check_answer
+
+    with pytest.raises(GateError, match="install the same version on every node"):
+        _check_answer(answer)

@@ -140,6 +140,7 @@ class RemoteRuns:
         except self.ray.exceptions.RayError as exc:
             raise GateError(f"a case run failed on Ray, so nothing can be judged: {_first_line(exc)} "
                             f"(every node needs this version of aevolve: {INSTALL_HINT})") from None
+        _check_answer(done)
         self.placement.nodes.add(done["node"])
         if done["built"]:
             self.placement.built.setdefault(tree, []).append(done["node"])
@@ -177,6 +178,16 @@ class RemoteRuns:
             blobs = {oid: self.repo.blob(oid) for oid, _mode in set(files.values())}
             self._shipments[tree] = [self.ray.put(files), self.ray.put(blobs)]
         return self._shipments[tree]
+
+
+def _check_answer(done) -> None:
+    """A node's answer is a run of this aevolve's runner contract, or the gate cannot judge."""
+    from aevolve import __version__
+
+    version = done.get("version") if isinstance(done, dict) else None
+    if version != __version__ or not isinstance(done.get("run"), dict) or not isinstance(done.get("node"), str):
+        raise GateError(f"a Ray node runs aevolve {version or 'of another version'}, this gate {__version__}: "
+                        f"install the same version on every node ({INSTALL_HINT})")
 
 
 def _reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:

@@ -74,9 +74,11 @@ def _private(base: Path) -> None:
 
 
 def run_case(tree_id: str, shipment: list, runner, case_id: str, case_input, repeat: int) -> dict:
-    """The Ray task: {"run": RunResult as a dict, "node": node id, "built": this task built the copy}."""
+    """The Ray task: {"run": RunResult as a dict, "node": node id, "built": this task built the copy,
+    "version": this node's aevolve}."""
     import ray
 
+    from aevolve import __version__
     from aevolve._gate.runner import run_once, tampered
 
     node = ray.get_runtime_context().get_node_id()
@@ -86,7 +88,7 @@ def run_case(tree_id: str, shipment: list, runner, case_id: str, case_input, rep
     changed = guard.end(token)
     if changed:
         run = tampered(run, changed)
-    return {"run": run.to_dict(), "node": node, "built": built}
+    return {"run": run.to_dict(), "node": node, "built": built, "version": __version__}
 
 
 def _tree(folder: Path, tree_id: str, shipment: list):
