@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_state import aevolve_argv, median, print_scaling, run  # noqa: E402
+from bench_state import aevolve_argv, isolate_git, median, print_scaling, run  # noqa: E402
 
 MEMORY = "memory/episodic.jsonl"
 BIG_FILE_LIMIT = 4 * 1024**3  # protection.max_file_bytes in both repositories
@@ -174,11 +174,7 @@ def main() -> int:
     shard_bytes = args.shard_bytes or (64 * 1024 if args.small else DEFAULTS["memory"]["shard_bytes"])
     base = Path(tempfile.mkdtemp(prefix="aevolve-bench-memory-", dir=args.workdir))
     try:
-        home = base / "home"  # isolated from the user's git config, as the test suite is
-        home.mkdir()
-        os.environ.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-                           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-                           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"})
+        isolate_git(base)
         got = measure(base, sizes, runs, shard_bytes)
         print(f"\none commit appending one ~100-byte record; median of {runs} whole processes (wall time); "
               f"shards of {shard_bytes:,} bytes\n")

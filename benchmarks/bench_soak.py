@@ -44,6 +44,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_state import isolate_git
+
 
 @dataclass
 class Checkpoint:
@@ -301,11 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     marks = {max(1, cycles // 10), max(1, cycles // 2), cycles}
     base = Path(tempfile.mkdtemp(prefix="aevolve-soak-", dir=args.workdir))
     try:
-        home = base / "home"  # isolated from the user's git config, as the test suite is
-        home.mkdir()
-        os.environ.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-                           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-                           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"})
+        home = isolate_git(base)
         git("config", "--global", "gc.autoDetach", "false", cwd=home)  # packing in the foreground: timed
         t0 = time.perf_counter()
         result = soak(base / "state", cycles, args.gc_every, marks, upkeep=not args.no_upkeep)

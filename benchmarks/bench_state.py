@@ -145,6 +145,17 @@ def print_scaling(title: str, unit: str, sizes: list[int], ours: list[float], ba
     return k_ours
 
 
+def isolate_git(base: Path) -> Path:
+    """A HOME of its own under `base` (the user's git config must not change what is
+    measured, as in the test suite), and a fixed author; the HOME folder."""
+    home = base / "home"
+    home.mkdir()
+    os.environ.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+                       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+                       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"})
+    return home
+
+
 def aevolve_argv() -> list[str]:
     """The installed console script (no shell shim in between), else `python -m aevolve`."""
     script = Path(sys.executable).parent / "aevolve"
@@ -292,12 +303,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="aevolve-bench-", dir=args.workdir))
     root = base / "state"
     try:
-        # isolate from the user's git config, as the test suite does
-        home = base / "home"
-        home.mkdir()
-        os.environ.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-                           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-                           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"})
+        isolate_git(base)
         use_bytecode(base)
         start = time.perf_counter()
         build_state(root, skills, lines)

@@ -99,17 +99,10 @@ def test_a_main_tree_older_than_keep_trees_commits_goes_once_its_runs_are_old(re
     assert notes(repo) == set(recent)
 
 
-def test_the_runs_note_of_a_live_evolve_branch_tip_is_kept(repo):
-    tree = a_tree(repo, "candidate")
-    repo.create_ref("refs/heads/evolve/x", str(repo.commit(tree, [repo.ref_target(MAIN)], "evolve: x\n")))
-    add_note(repo, tree, batch(made=OLD))
-    prune(repo)
-    assert tree in notes(repo)
-
-
-def test_the_runs_note_of_a_remote_tracking_evolve_tip_is_kept(repo):
-    tree = a_tree(repo, "theirs")
-    repo.create_ref("refs/remotes/origin/evolve/y", str(repo.commit(tree, [repo.ref_target(MAIN)], "evolve: y\n")))
+@pytest.mark.parametrize("ref", ["refs/heads/evolve/x", "refs/remotes/origin/evolve/y"])
+def test_the_runs_note_of_a_live_evolve_tip_local_or_remote_tracking_is_kept(repo, ref):
+    tree = a_tree(repo, ref)
+    repo.create_ref(ref, str(repo.commit(tree, [repo.ref_target(MAIN)], "evolve: x\n")))
     add_note(repo, tree, batch(made=OLD))
     prune(repo)
     assert tree in notes(repo)

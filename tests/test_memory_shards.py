@@ -215,14 +215,20 @@ def test_a_negative_shard_bytes_refuses_a_memory_append_with_exit_3_naming_the_l
 # -- end to end: the commit, the rationale, reading a family ---------------------------
 
 
-def test_a_proposed_append_commits_only_the_new_shard(tmp_path):
+def append_past_the_limit(tmp_path) -> tuple:
+    """A patch proposal appending r-2 to a full memory/x.jsonl: (the repo, the --json result)."""
     root = repo_with(tmp_path, 200, {"memory/x.jsonl": line(1, 150)})
     edits = tmp_path / "e.yaml"
     edits.write_text("- {op: append-jsonl, path: memory/x.jsonl, records: [{id: r-2, content: y}]}\n")
     proc = run_cli("propose", "--evolver", "patch", "--edits", edits, "--title", "add a record", "--diagnosis", "d",
-                   "--change", "c", "--expected-effect", "e", "--json", cwd=root)
+                   "--change", "Adds r-2.", "--expected-effect", "e", "--json", cwd=root)
     assert proc.returncode == 0, proc.stderr
-    branch = json.loads(proc.stdout)["branch"]
+    return root, json.loads(proc.stdout)
+
+
+def test_a_proposed_append_commits_only_the_new_shard(tmp_path):
+    root, data = append_past_the_limit(tmp_path)
+    branch = data["branch"]
     assert git(root, "diff", "--name-only", "main", branch) == "memory/x.0001.jsonl"
     assert json.loads(git(root, "show", f"{branch}:memory/x.0001.jsonl"))["id"] == "r-2"
     assert State.from_tree(Repo.open(root), branch).memory("memory/x.jsonl") == [record(1, 150),
@@ -230,13 +236,7 @@ def test_a_proposed_append_commits_only_the_new_shard(tmp_path):
 
 
 def test_a_redirected_append_is_summarised_and_explained_in_the_rationale(tmp_path):
-    root = repo_with(tmp_path, 200, {"memory/x.jsonl": line(1, 150)})
-    edits = tmp_path / "e.yaml"
-    edits.write_text("- {op: append-jsonl, path: memory/x.jsonl, records: [{id: r-2, content: y}]}\n")
-    proc = run_cli("propose", "--evolver", "patch", "--edits", edits, "--title", "add a record", "--diagnosis", "d",
-                   "--change", "Adds r-2.", "--expected-effect", "e", "--json", cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
+    root, data = append_past_the_limit(tmp_path)
     assert "append  memory/x.0001.jsonl (+1 record)" in data["summary"]
     message = git(root, "log", "-1", "--format=%B", data["branch"])
     assert "Adds r-2." in message
