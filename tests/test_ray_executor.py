@@ -89,10 +89,11 @@ def test_each_tree_is_copied_once_per_node_and_reused_by_the_next_gate(tmp_path,
     gate(g.repo, "evolve/x", use_cache=False, progress=True, executor="ray", ray_address=cluster.address)
     first = capsys.readouterr().err
     assert "ran on 2 Ray node(s)" in first  # one CPU per node: 12 runs spread over both
-    built = int(first.split("; ")[1].split()[0])
-    assert 2 <= built <= 4  # 2 trees x 2 nodes at most, for 12 runs
     gate(g.repo, "evolve/x", use_cache=False, progress=True, executor="ray", ray_address=cluster.address)
-    assert "; 0 tree copies built on nodes" in capsys.readouterr().err
+    second = capsys.readouterr().err
+    built = [int(err.split("; ")[1].split()[0]) for err in (first, second)]
+    assert built[0] >= 2  # each of the 2 trees somewhere
+    assert sum(built) <= 4  # 2 trees x 2 nodes, over both gates and 24 runs: no copy built twice
 
 
 def test_a_runner_past_its_timeout_on_a_node_is_killed_with_its_child(tmp_path, cluster):

@@ -182,11 +182,12 @@ class RemoteRuns:
 
 def _check_answer(done) -> None:
     """A node's answer is a run of this aevolve's runner contract, or the gate cannot judge."""
-    from aevolve import __version__
+    from aevolve._gate.ray_node import installed_version
 
+    ours = installed_version()
     version = done.get("version") if isinstance(done, dict) else None
-    if version != __version__ or not isinstance(done.get("run"), dict) or not isinstance(done.get("node"), str):
-        raise GateError(f"a Ray node runs aevolve {version or 'of another version'}, this gate {__version__}: "
+    if version != ours or not isinstance(done.get("run"), dict) or not isinstance(done.get("node"), str):
+        raise GateError(f"a Ray node runs aevolve {version or 'of another version'}, this gate {ours}: "
                         f"install the same version on every node ({INSTALL_HINT})")
 
 

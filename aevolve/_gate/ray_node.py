@@ -50,6 +50,16 @@ class ShippedTree:
         return self._blobs[oid]
 
 
+def installed_version() -> str:
+    """The aevolve installed here (the gate and every node must run the same one)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aevolve")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def node_folder(node_id: str) -> Path:
     """This node's folder: $AEVOLVE_RAY_DIR/<node>, else a private folder in the temp folder."""
     chosen = os.environ.get(DIR_VAR)
@@ -78,7 +88,6 @@ def run_case(tree_id: str, shipment: list, runner, case_id: str, case_input, rep
     "version": this node's aevolve}."""
     import ray
 
-    from aevolve import __version__
     from aevolve._gate.runner import run_once, tampered
 
     node = ray.get_runtime_context().get_node_id()
@@ -88,7 +97,7 @@ def run_case(tree_id: str, shipment: list, runner, case_id: str, case_input, rep
     changed = guard.end(token)
     if changed:
         run = tampered(run, changed)
-    return {"run": run.to_dict(), "node": node, "built": built, "version": __version__}
+    return {"run": run.to_dict(), "node": node, "built": built, "version": installed_version()}
 
 
 def _tree(folder: Path, tree_id: str, shipment: list):
