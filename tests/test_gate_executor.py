@@ -103,3 +103,12 @@ def test_a_ray_nodes_answer_from_another_aevolve_fails_the_gate_closed(answer):
 
     with pytest.raises(GateError, match="install the same version on every node"):
         _check_answer(answer)
+
+
+def test_an_unreachable_ray_address_in_the_environment_is_an_error_at_once(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    g = sample(tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    result = run_cli("-C", g.path, "gate", "evolve/x", "--executor", "ray")
+    assert result.returncode == 1
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr

@@ -142,13 +142,9 @@ class _Local:
         pass  # a local run starts in the thread that waits for it
 
     def result(self, key: Key, job: Job, exam: Exam, case):
-        from aevolve._gate.runner import run_once, tampered
+        from aevolve._gate.runner import run_guarded
 
-        guard = self.guards[job.tree]
-        token = guard.begin()
-        run = run_once(exam.runner, guard.root, case.id, case.input, job.rep)
-        changed = guard.end(token)
-        return tampered(run, changed) if changed else run
+        return run_guarded(self.guards[job.tree], exam.runner, case.id, case.input, job.rep)
 
     def stop(self) -> None:
         from aevolve._gate.runner import kill_all

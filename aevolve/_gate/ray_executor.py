@@ -10,12 +10,13 @@ so a verdict is the same whichever executor made the runs.
 A task that Ray cannot run (a lost node after Ray's own retries, a node without
 aevolve installed) fails the gate closed: an infrastructure failure must never
 count as the agent's error. Ctrl-C cancels every task; a cancelled task's runner
-is killed on its node. The connection lasts one `gate` (`session`).
+is killed on its node. The connection lasts one `gate` (`use`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,15 +93,16 @@ def use(kind: str | None = None, address: str | None = None) -> Iterator[None]:
 
 
 def connect(executor: Executor):
-    """The `ray` module, connected to the executor's cluster (reused within a session)."""
+    """The `ray` module, connected to the executor's cluster (one connection per `use`)."""
     try:
         import ray
     except ImportError:
         raise GateError(f"gate.executor is ray, but Ray is not installed here: {INSTALL_HINT}") from None
     if ray.is_initialized():
         return ray  # our session's connection, or the caller's own Ray driver
-    if executor.address:
-        _reachable(executor.address)
+    address = executor.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        _reachable(address)
     try:
         ray.init(address=executor.address, logging_level=logging.ERROR, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -88,15 +88,11 @@ def run_case(tree_id: str, shipment: list, runner, case_id: str, case_input, rep
     "version": this node's aevolve}."""
     import ray
 
-    from aevolve._gate.runner import run_once, tampered
+    from aevolve._gate.runner import run_guarded
 
     node = ray.get_runtime_context().get_node_id()
     guard, built = _tree(node_folder(node), tree_id, shipment)
-    token = guard.begin()
-    run = run_once(runner, guard.root, case_id, case_input, repeat)
-    changed = guard.end(token)
-    if changed:
-        run = tampered(run, changed)
+    run = run_guarded(guard, runner, case_id, case_input, repeat)
     return {"run": run.to_dict(), "node": node, "built": built, "version": installed_version()}
 
 

@@ -571,6 +571,14 @@ def _reap() -> None:
             _doomed.discard(pid)
 
 
+def run_guarded(guard, config: RunnerConfig, case_id: str, case_input, repeat: int = 0) -> RunResult:
+    """One run in the folder of `guard` (a MaterializedTree); one that wrote there is `tampered`."""
+    token = guard.begin()
+    run = run_once(config, guard.root, case_id, case_input, repeat)
+    changed = guard.end(token)
+    return tampered(run, changed) if changed else run
+
+
 def tampered(run: RunResult, paths: list[str]) -> RunResult:
     """`run` turned into an error: it wrote into its state dir (`paths`, from
     MaterializedTree.end), or another run did while it was reading it."""
