@@ -171,3 +171,16 @@ def test_an_address_nothing_listens_on_is_an_error_at_once(tmp_path):
 def _agents(tmp_path: Path) -> list[int]:
     found = subprocess.run(["pgrep", "-f", str(tmp_path / "agent.py")], capture_output=True, text=True).stdout
     return [int(pid) for pid in found.split()]
+
+
+def test_gates_inside_one_use_share_one_ray_connection_closed_at_its_end(tmp_path, cluster):
+    from aevolve import gate
+    from aevolve._gate.ray_executor import use
+
+    g = sample(tmp_path)
+    with use("ray", cluster.address):  # as an `evolve` loop does
+        first = gate(g.repo, "evolve/x", use_cache=False, write_note=False)
+        assert ray.is_initialized()  # kept for the next gate: its workers are already started
+        second = gate(g.repo, "evolve/x", use_cache=False, write_note=False)
+    assert not ray.is_initialized()
+    assert comparable(first) == comparable(second)

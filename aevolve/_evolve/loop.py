@@ -127,7 +127,10 @@ def evolve(repo: Repo | str | Path, *, cycles: int | None = 1, candidates: int =
     settings.max_cost, settings.push = _check_cost(max_cost), _check_remote(repo, push)
     say = progress or (lambda line: None)
     with repo.lock("evolve", timeout=5):  # one loop per repository: two would propose the same plans
-        return _loop(repo, settings, say)
+        from aevolve._gate.ray_executor import use
+
+        with use():  # one Ray connection for every gate of the loop (when the exam runs on Ray)
+            return _loop(repo, settings, say)
 
 
 def _settings(repo, cycles, candidates, evolvers, until, patience, max_runs, allow_no_gain, options, jobs):

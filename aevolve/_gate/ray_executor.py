@@ -71,22 +71,25 @@ class Placement:
 
 
 _chosen: ContextVar[tuple[str | None, str | None]] = ContextVar("aevolve_executor", default=(None, None))
-_connected: list[bool] = []  # a connection this process opened and must close (one `use`)
+_open = {"depth": 0, "connected": False}  # nested `use`s, and whether one of them connected
 
 
 @contextmanager
 def use(kind: str | None = None, address: str | None = None) -> Iterator[None]:
-    """Gates inside use executor `kind` at `address` (None: the baseline's setting);
-    a Ray connection opened inside is closed at the end."""
-    outer = bool(_connected)
+    """Gates inside use executor `kind` at `address` (None: the baseline's setting,
+    or an enclosing `use`'s). A Ray connection opened inside lasts until the
+    outermost `use` ends: an `evolve` loop pays Ray's worker start-up once, not
+    once per gate."""
     chosen = _chosen.get()
     token = _chosen.set((kind or chosen[0], address or chosen[1]))
+    _open["depth"] += 1
     try:
         yield
     finally:
         _chosen.reset(token)
-        if _connected and not outer:
-            _connected.clear()
+        _open["depth"] -= 1
+        if not _open["depth"] and _open["connected"]:
+            _open["connected"] = False
             import ray
 
             ray.shutdown()
@@ -108,7 +111,7 @@ def connect(executor: Executor):
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = executor.address or "$RAY_ADDRESS or a local Ray"
         raise GateError(f"cannot connect to Ray at {where}: {exc} (gate.ray.address, or --ray-address)") from None
-    _connected.append(True)
+    _open["connected"] = True
     return ray
 
 
