@@ -117,20 +117,19 @@ def maintain(repo: Repo) -> GcResult | None:
     """After a writing command: prune only past twice a limit, then let git pack.
     None when nothing was pruned."""
     from aevolve._errors import AevolveError
-    from aevolve._gate.materialize import list_trees
-    from aevolve._gate.results_cache import count_rows
-    from aevolve._state.cache import open_cache
 
     try:
         lim = limits(repo)
     except AevolveError:  # a broken aevolve.yaml: the commands that read it say so
         lim = Limits.of(DEFAULTS)
     out = None
-    trees = repo.git_dir / "aevolve" / "trees"
-    if trees.is_dir() and len(list_trees(repo)) > 2 * lim.keep_trees:
+    if _over_trees(repo, lim):
         out = GcResult()
         prune_trees(repo, lim, time.time(), out)
     if _cache_bytes(repo) > 2 * lim.max_cache_rows * _MIN_ROW_BYTES:  # else it cannot hold that many rows
+        from aevolve._gate.results_cache import count_rows
+        from aevolve._state.cache import open_cache
+
         conn = open_cache(repo)
         try:
             over = count_rows(conn) > 2 * lim.max_cache_rows
@@ -149,6 +148,16 @@ def maintain(repo: Repo) -> GcResult | None:
     for args in pack_commands(repo):  # the user's gc.autoDetach applies
         repo.run_git(args, check=False)
     return out
+
+
+def _over_trees(repo: Repo, lim: Limits) -> bool:
+    """More than twice gc.keep_trees materialized trees (a folder count, before any import)."""
+    trees = repo.git_dir / "aevolve" / "trees"
+    if not trees.is_dir() or sum(1 for _ in os.scandir(trees)) <= 2 * lim.keep_trees:
+        return False  # fewer entries than that (stale and temporary folders included): fewer copies
+    from aevolve._gate.materialize import list_trees
+
+    return len(list_trees(repo)) > 2 * lim.keep_trees
 
 
 def pack_commands(repo: Repo, *, loose: int | None = None) -> list[list[str]]:

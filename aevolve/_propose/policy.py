@@ -466,14 +466,14 @@ def _appended_problems(state: State, path: str, content: bytes) -> list | None:
     earlier ones by a byte scan (None: not a plain append, or undecidable: check it all).
     What the base already held was checked when it was committed, so one record added
     to a big file is not a parse of the whole file."""
-    from aevolve._state.validate import _check_appended
+    from aevolve._state.validate import check_appended
 
     if path not in state.files:
         return None
     old = state.read(path)
     if not old or not old.endswith(b"\n") or len(content) <= len(old) or not content.startswith(old):
         return None
-    return _check_appended(path, content, len(old), old.count(b"\n"), [])
+    return check_appended(path, content, len(old), old.count(b"\n"), [])
 
 
 def _subset(state: State, prefixes: set[str]) -> State:

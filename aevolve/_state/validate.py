@@ -234,7 +234,7 @@ def _check_jsonl(path: str, text: str, line_offset: int = 0, seen: dict[str, int
 _ID_BYTES = re.compile(rb'"id"\s*:\s*"((?:[^"\\\n]|\\.)*)"')
 
 
-def _check_appended(path: str, data: bytes, size: int, lines: int, old: list[Problem]) -> list[Problem] | None:
+def check_appended(path: str, data: bytes, size: int, lines: int, old: list[Problem]) -> list[Problem] | None:
     """The problems of a memory file whose first `size` bytes (`lines` lines, with
     problems `old`) were validated before: only the appended records are parsed.
     None when that cannot be decided cheaply (then the whole file is checked)."""
@@ -380,7 +380,7 @@ class _Cache:
         if digest.hexdigest() != oid:  # not an append to what was validated
             return None
         old = self.get(path, key)
-        return None if old is None else _check_appended(path, data, size, lines, old)
+        return None if old is None else check_appended(path, data, size, lines, old)
 
     def fact(self, name: str, key: str):
         """The value stored for fact `name` under `key` (decoded JSON), or None."""
