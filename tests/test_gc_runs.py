@@ -298,7 +298,7 @@ def test_signed_batches_that_remain_still_verify(repo, tmp_path):
     assert checked.valid
 
 
-def test_a_dropped_note_a_sync_brings_back_is_dropped_again_by_the_next_gc(repo):
+def test_a_note_gc_dropped_stays_dropped_when_a_sync_merges_a_remote_that_still_has_it(repo):
     from aevolve._remote.notes_merge import merge_notes, runs_pick
 
     tree = a_tree(repo, "old")
@@ -307,10 +307,20 @@ def test_a_dropped_note_a_sync_brings_back_is_dropped_again_by_the_next_gc(repo)
     other = a_tree(repo, "theirs")  # the remote moved on: a merge, not "ahead"
     theirs = str(repo.note_commit(other, dump([batch(made=time.time())]), remote, RUNS_REF))
     prune(repo)
-    merge_notes(repo, RUNS_REF, theirs, runs_pick)
-    assert tree in notes(repo)  # the union brought it back
+    merge_notes(repo, RUNS_REF, theirs, runs_pick, deletions_stick=True)
+    assert notes(repo) == {other}  # the remote's new runs came, the pruned note did not
+
+
+def test_a_note_gc_dropped_comes_back_when_the_remote_added_runs_to_it(repo):
+    from aevolve._remote.notes_merge import merge_notes, runs_pick
+
+    tree = a_tree(repo, "old")
+    add_note(repo, tree, batch(made=OLD))
+    remote = repo.ref_target(RUNS_REF)
+    theirs = str(repo.note_commit(tree, dump([batch(made=OLD), batch("d", made=time.time())]), remote, RUNS_REF))
     prune(repo)
-    assert notes(repo) == {other}
+    merge_notes(repo, RUNS_REF, theirs, runs_pick, deletions_stick=True)
+    assert tree in notes(repo)  # new runs on it: the note lives again (and is recent)
 
 
 def test_a_gate_writes_made_on_its_batches_and_gc_keeps_what_main_and_the_branch_need(tmp_path):

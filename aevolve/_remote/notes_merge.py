@@ -74,18 +74,21 @@ class Sides:
 Pick = Callable[[Sides], tuple[bytes, NoteChoice]]
 
 
-def merge_notes(repo: Repo, ref: str, remote_tip: str | None, pick: Pick) -> NotesMerge:
-    """Merge the notes commit `remote_tip` into the local `ref` (see the module doc)."""
+def merge_notes(repo: Repo, ref: str, remote_tip: str | None, pick: Pick, *,
+                deletions_stick: bool = False) -> NotesMerge:
+    """Merge the notes commit `remote_tip` into the local `ref` (see the module doc).
+    With `deletions_stick`, a note deleted here since the merge base that the remote
+    did not change stays deleted (the runs notes `gc` pruned)."""
     for _ in range(ATTEMPTS):
         try:
-            return _merge_once(repo, ref, remote_tip, pick)
+            return _merge_once(repo, ref, remote_tip, pick, deletions_stick)
         except RefMoved:
             continue  # a gate or an approval wrote a note meanwhile: merge again
     raise RefMoved(f"{ref} kept moving while merging the remote's notes into it; nothing was lost, "
                    "run `aevolve sync` again")
 
 
-def _merge_once(repo: Repo, ref: str, remote_tip: str | None, pick: Pick) -> NotesMerge:
+def _merge_once(repo: Repo, ref: str, remote_tip: str | None, pick: Pick, deletions_stick: bool) -> NotesMerge:
     local_tip = repo.ref_target(ref)
     result = NotesMerge(ref, local_tip, local_tip)
     if remote_tip is None:
@@ -99,7 +102,7 @@ def _merge_once(repo: Repo, ref: str, remote_tip: str | None, pick: Pick) -> Not
         result.action = "up-to-date" if local_tip == remote_tip else "ahead"
         return result
     behind = repo.is_ancestor(local_tip, remote_tip)
-    tree = _merged_tree(repo, local_tip, remote_tip, pick, result)
+    tree = _merged_tree(repo, local_tip, remote_tip, pick, result, deletions_stick)
     if behind and tree == str(repo.tree(remote_tip).id):
         new, result.action = remote_tip, "fast-forward"
     else:
@@ -121,12 +124,16 @@ def notes_in(repo: Repo, notes_commit: str) -> dict[str, TreeFile]:
     return out
 
 
-def _merged_tree(repo: Repo, local_tip: str, remote_tip: str, pick: Pick, result: NotesMerge) -> str:
+def _merged_tree(repo: Repo, local_tip: str, remote_tip: str, pick: Pick, result: NotesMerge,
+                 deletions_stick: bool = False) -> str:
     local, remote = notes_in(repo, local_tip), notes_in(repo, remote_tip)
     base_tip = repo.merge_base(local_tip, remote_tip)
+    deleted = _deleted_here(repo, base_tip, local, remote) if deletions_stick and base_tip else set()
     edits: dict[str, bytes | None] = {}
     for commit, theirs in sorted(remote.items()):
         ours = local.get(commit)
+        if commit in deleted:
+            continue
         if ours is None:
             edits[theirs.path] = repo.blob(theirs.oid)
             result.taken += 1
@@ -140,6 +147,13 @@ def _merged_tree(repo: Repo, local_tip: str, remote_tip: str, pick: Pick, result
             edits[ours.path] = data
             result.taken += choice.kept != "local"
     return str(repo.build_tree(repo.tree(local_tip), edits))
+
+
+def _deleted_here(repo: Repo, base_tip: str, local: dict[str, TreeFile], remote: dict[str, TreeFile]) -> set[str]:
+    """Notes the base had, the local side deleted, and the remote left as they were."""
+    base = notes_in(repo, base_tip)
+    return {commit for commit, entry in base.items()
+            if commit not in local and commit in remote and remote[commit].oid == entry.oid}
 
 
 # -- gate notes -------------------------------------------------------------------------

@@ -96,7 +96,8 @@ def sync(repo: Repo, remote: str | None = None, *, main: str = "main") -> SyncRe
         notes = merge_notes(repo, NOTES_REF, fetched.notes, ReportPick(reader, fetched.main))
         log = merge_notes(repo, LOG_REF, fetched.log, LogPick(reader, fetched.main))
     approvals = merge_notes(repo, APPROVALS_REF, fetched.approvals, approvals_pick)
-    runs = merge_notes(repo, RUNS_REF, repo.ref_target(tracking_ref(name, RUNS_REF)), runs_pick)
+    runs = merge_notes(repo, RUNS_REF, repo.ref_target(tracking_ref(name, RUNS_REF)), runs_pick,
+                       deletions_stick=True)  # what gc pruned here stays pruned
     observations = merge_observations(repo, fetched.observations)
     return SyncResult(name, _sync_main(repo, main_ref, fetched), notes, approvals, observations,
                       configured, sorted(fetched.branches), log, runs)
@@ -116,7 +117,7 @@ def merge_fetched_notes(repo: Repo) -> list[NotesMerge]:
                               (APPROVALS_REF, approvals_pick), (RUNS_REF, runs_pick)):
                 tip = repo.ref_target(tracking_ref(remote, ref))
                 if tip is not None:
-                    merged = merge_notes(repo, ref, tip, pick)
+                    merged = merge_notes(repo, ref, tip, pick, deletions_stick=ref == RUNS_REF)
                     if merged.changed:
                         out.append(merged)
     return out
