@@ -16,12 +16,11 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from aevolve._errors import RefMoved
 from aevolve._git.notes import parse_report
 from aevolve._git.reader import GitReader
 from aevolve._git.repo import Repo, TreeFile
+from aevolve._remote.ref_merge import retried, without_merge
 
-ATTEMPTS = 5
 HEX = frozenset("0123456789abcdef")
 
 
@@ -79,28 +78,20 @@ def merge_notes(repo: Repo, ref: str, remote_tip: str | None, pick: Pick, *,
     """Merge the notes commit `remote_tip` into the local `ref` (see the module doc).
     With `deletions_stick`, a note deleted here since the merge base that the remote
     did not change stays deleted (the runs notes `gc` pruned)."""
-    for _ in range(ATTEMPTS):
-        try:
-            return _merge_once(repo, ref, remote_tip, pick, deletions_stick)
-        except RefMoved:
-            continue  # a gate or an approval wrote a note meanwhile: merge again
-    raise RefMoved(f"{ref} kept moving while merging the remote's notes into it; nothing was lost, "
-                   "run `aevolve sync` again")
+    return retried(lambda: _merge_once(repo, ref, remote_tip, pick, deletions_stick),
+                   f"{ref} kept moving while merging the remote's notes into it")
 
 
 def _merge_once(repo: Repo, ref: str, remote_tip: str | None, pick: Pick, deletions_stick: bool) -> NotesMerge:
     local_tip = repo.ref_target(ref)
     result = NotesMerge(ref, local_tip, local_tip)
-    if remote_tip is None:
+    action = without_merge(repo, ref, local_tip, remote_tip)
+    if action is not None:
+        if action == "created":
+            result.taken, result.new = len(notes_in(repo, str(remote_tip))), remote_tip
+        result.action = action
         return result
-    if local_tip is None:
-        result.taken = len(notes_in(repo, remote_tip))
-        repo.update_ref(ref, remote_tip, None)
-        result.new, result.action = remote_tip, "created"
-        return result
-    if local_tip == remote_tip or repo.is_ancestor(remote_tip, local_tip):
-        result.action = "up-to-date" if local_tip == remote_tip else "ahead"
-        return result
+    assert remote_tip is not None and local_tip is not None
     behind = repo.is_ancestor(local_tip, remote_tip)
     tree = _merged_tree(repo, local_tip, remote_tip, pick, result, deletions_stick)
     if behind and tree == str(repo.tree(remote_tip).id):

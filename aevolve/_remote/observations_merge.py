@@ -15,12 +15,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 
-from aevolve._errors import RefMoved
 from aevolve._git.repo import OBSERVATIONS_REF, Repo
+from aevolve._remote.ref_merge import retried, without_merge
 from aevolve._state.jsonl import lines
 from aevolve._state.observations import BATCH_DIR, canonical
-
-ATTEMPTS = 5
 
 
 @dataclass
@@ -49,28 +47,20 @@ class Batch:
 
 
 def merge_observations(repo: Repo, remote_tip: str | None) -> ObservationsMerge:
-    for _ in range(ATTEMPTS):
-        try:
-            return _merge_once(repo, remote_tip)
-        except RefMoved:
-            continue  # an `aevolve observe` landed meanwhile: merge again
-    raise RefMoved(f"{OBSERVATIONS_REF} kept moving while merging the remote's observations; nothing was lost, "
-                   "run `aevolve sync` again")
+    return retried(lambda: _merge_once(repo, remote_tip),
+                   f"{OBSERVATIONS_REF} kept moving while merging the remote's observations")
 
 
 def _merge_once(repo: Repo, remote_tip: str | None) -> ObservationsMerge:
     local_tip = repo.ref_target(OBSERVATIONS_REF)
     result = ObservationsMerge(old=local_tip, new=local_tip)
-    if remote_tip is None:
+    action = without_merge(repo, OBSERVATIONS_REF, local_tip, remote_tip)
+    if action is not None:
+        if action == "created":
+            result.added, result.new = len(_items(batches(repo, str(remote_tip)))), remote_tip
+        result.action = action
         return result
-    if local_tip is None:
-        result.added = len(_items(batches(repo, remote_tip)))
-        repo.update_ref(OBSERVATIONS_REF, remote_tip, None)
-        result.new, result.action = remote_tip, "created"
-        return result
-    if local_tip == remote_tip or repo.is_ancestor(remote_tip, local_tip):
-        result.action = "up-to-date" if local_tip == remote_tip else "ahead"
-        return result
+    assert remote_tip is not None and local_tip is not None
     local, remote = batches(repo, local_tip), batches(repo, remote_tip)
     result.added = len(_items(remote) - _items(local))
     result.conflicts = _conflicts(local, remote)
