@@ -204,6 +204,22 @@ def _template_root() -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def _remote_template(tmp_path_factory):
+    """A bare remote with the server hook and a clone, built once per module that uses `remote`."""
+    from test_hooks_server import remote_template
+
+    return remote_template(tmp_path_factory)
+
+
+@pytest.fixture
+def remote(_remote_template, tmp_path):
+    """(bare remote with the server hook, a working clone of it): a fresh copy of the module's template."""
+    from test_hooks_server import copy_remote
+
+    return copy_remote(_remote_template, tmp_path)
+
+
 @pytest.fixture
 def state_repo(tmp_path) -> Path:
     """A fresh state repository (non-bare, main checked out) with a sample agent."""

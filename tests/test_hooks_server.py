@@ -6,8 +6,6 @@ import json
 import shutil
 import subprocess
 
-import pytest
-
 from aevolve._git.repo import Repo
 
 from conftest import git, isolated_git_env, make_state_repo, run_cli, write
@@ -85,17 +83,6 @@ def copy_remote(template, dest, *extra, bare: str = "remote.git", clones: tuple 
         git(dest / name, "remote", "set-url", "origin", str(remote))
         git(dest / name, "update-index", "-q", "--refresh")  # new inodes and ctimes: the index matches again
     return (remote, *(dest / name for name in clones))
-
-
-@pytest.fixture(scope="module")
-def _remote_template(tmp_path_factory):
-    return remote_template(tmp_path_factory)
-
-
-@pytest.fixture
-def remote(_remote_template, tmp_path):
-    """(bare remote with the server hook, a working clone of it)."""
-    return copy_remote(_remote_template, tmp_path)
 
 
 def test_server_install_writes_an_executable_pre_receive_shim(remote):

@@ -36,16 +36,6 @@ def serve(tmp_path, *install_args):
     return build_remote(tmp_path, *install_args)
 
 
-@pytest.fixture(scope="module")
-def _remote_template(tmp_path_factory):
-    return remote_template(tmp_path_factory)
-
-
-@pytest.fixture
-def remote(_remote_template, tmp_path):
-    return copy_remote(_remote_template, tmp_path)
-
-
 def refused(result, bare, main_before) -> bool:
     return result.returncode != 0 and git(bare, "rev-parse", "refs/heads/main") == main_before
 

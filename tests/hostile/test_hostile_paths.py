@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from test_hooks_server import build_remote, copy_remote, push, remote_template
+from test_hooks_server import push
 
 from aevolve._state.names import case_collisions, shown, unsafe_reason
 
@@ -196,16 +196,6 @@ def test_the_validate_text_output_escapes_the_name(state_repo):
 
 
 # -- the server hook: the same commits pushed ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def _remote_template(tmp_path_factory):
-    return remote_template(tmp_path_factory, build_remote)
-
-
-@pytest.fixture
-def remote(_remote_template, tmp_path):
-    return copy_remote(_remote_template, tmp_path)
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_NAMES))
