@@ -63,10 +63,14 @@ def test_diff_notes_a_billion_laughs_registry_beside_its_text(hostile):
     assert f"tools/registry.yaml:{bomb_line(BOMB_REGISTRY)}: YAML alias expansion exceeds" in proc.stdout
 
 
-@pytest.mark.parametrize(("branch", "where"), [
+# the two candidate branches that carry a billion laughs, and where each bomb is
+BOMB_BRANCHES = [
     ("evolve/skill", f"skills/x/SKILL.md:{bomb_line(BOMB_SKILL)}"),
     ("evolve/registry", f"tools/registry.yaml:{bomb_line(BOMB_REGISTRY)}"),
-])
+]
+
+
+@pytest.mark.parametrize(("branch", "where"), BOMB_BRANCHES)
 def test_review_names_the_billion_laughs_file_and_line(hostile, branch, where):
     proc = bounded(hostile.path, "review", branch)
     assert_clean(proc)
@@ -74,10 +78,7 @@ def test_review_names_the_billion_laughs_file_and_line(hostile, branch, where):
     assert f"{where}: YAML alias expansion exceeds" in proc.stdout
 
 
-@pytest.mark.parametrize(("branch", "where"), [
-    ("evolve/skill", f"skills/x/SKILL.md:{bomb_line(BOMB_SKILL)}"),
-    ("evolve/registry", f"tools/registry.yaml:{bomb_line(BOMB_REGISTRY)}"),
-])
+@pytest.mark.parametrize(("branch", "where"), BOMB_BRANCHES)
 def test_gate_rejects_a_billion_laughs_candidate_before_running_it(hostile, branch, where):
     proc = bounded(hostile.path, "gate", branch)
     assert_clean(proc)
