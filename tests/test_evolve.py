@@ -50,6 +50,17 @@ def _observe(repo: Repo, tmp_path, records: list[dict], name: str = "field.jsonl
     observe(repo, [source])
 
 
+def _demo_with_a_fix_no_case_checks(tmp_path) -> Repo:
+    """The demo plus one failure whose lesson the gate's cases never ask about."""
+    fresh = tmp_path / "idle"
+    run_demo(fresh, echo=lambda line: None)
+    repo = Repo.open(fresh)
+    _observe(repo, tmp_path, [{"id": "obs-4001", "task": "Which colour is the logo?", "output": "?",
+                               "feedback": {"success": False, "expected": "The logo is blue."},
+                               "ts": "2026-11-17T10:00:00Z"}])
+    return repo
+
+
 @pytest.fixture(scope="module")
 def field_template(tmp_path_factory) -> Path:
     """The demo after its story (week 2's wrong lesson rejected), plus two failing cases
@@ -167,12 +178,7 @@ def test_patience_stops_the_loop_after_cycles_without_gain(field, tmp_path):
 
 
 def test_allow_no_gain_promotes_an_accepted_candidate_that_fixes_nothing(tmp_path):
-    fresh = tmp_path / "idle"
-    run_demo(fresh, echo=lambda line: None)
-    repo = Repo.open(fresh)
-    _observe(repo, tmp_path, [{"id": "obs-4001", "task": "Which colour is the logo?", "output": "?",
-                               "feedback": {"success": False, "expected": "The logo is blue."},
-                               "ts": "2026-11-17T10:00:00Z"}])
+    repo = _demo_with_a_fix_no_case_checks(tmp_path)
     result = evolve(repo, cycles=1, candidates=1, allow_no_gain=True)
     assert result.cycles[0].promoted
 
@@ -351,12 +357,7 @@ def test_promoted_and_rejected_candidate_branches_are_pruned_and_their_notes_kep
 def test_no_gain_and_rejected_candidates_are_shown_to_the_next_cycles_evolvers(tmp_path):
     from aevolve._evolve.loop import NO_GAIN_REASON, evolver_history
 
-    fresh = tmp_path / "idle"
-    run_demo(fresh, echo=lambda line: None)
-    repo = Repo.open(fresh)
-    _observe(repo, tmp_path, [{"id": "obs-4001", "task": "Which colour is the logo?", "output": "?",
-                               "feedback": {"success": False, "expected": "The logo is blue."},
-                               "ts": "2026-11-17T10:00:00Z"}])
+    repo = _demo_with_a_fix_no_case_checks(tmp_path)
     evolve(repo, cycles=1, candidates=1)
     (record,) = load_records(repo)
     (cand,) = record["candidates"]
